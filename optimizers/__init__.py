@@ -1,0 +1,24 @@
+"""Zeroth-order and first-order optimizers behind one ``torch.optim`` API.
+
+    from optimizers import MeZO, AdaMeZO, ZOAdam, HiZOO, make_optimizer, OPTIMIZERS
+
+Every optimizer takes ``step(closure)`` where ``closure()`` only computes the loss. The zeroth-order
+ones (MeZO, AdaMeZO, ZO-Adam, HiZOO) call it under ``torch.no_grad()`` and never call backward;
+first-order Adam/AdamW do zero_grad and backward themselves. See ``shared/SPEC.md`` for the math.
+"""
+
+from .adamezo import AdaMeZO, ema_weights, reference_code_equivalent
+from .base import NonFiniteLossError, ZerothOrderOptimizer
+from .directions import DirectionSampler, make_blocks, mix_key
+from .first_order import Adam, AdamW
+from .hizoo import HiZOO
+from .mezo import MeZO
+from .registry import OPTIMIZERS, OptimizerEntry, get_entry, make_optimizer, state_bytes
+from .specs import HyperSpec
+from .zo_adam import ZOAdam
+
+__all__ = [
+    "OPTIMIZERS", "Adam", "AdamW", "AdaMeZO", "DirectionSampler", "HiZOO", "HyperSpec", "MeZO",
+    "NonFiniteLossError", "OptimizerEntry", "ZOAdam", "ZerothOrderOptimizer", "ema_weights",
+    "get_entry", "make_blocks", "make_optimizer", "mix_key", "reference_code_equivalent", "state_bytes",
+]

@@ -1,0 +1,268 @@
+"""The zeroth-order optimizer base class: two-point SPSA, seeds, blocks, counting and state.
+
+Two-point SPSA (shared by every ZO method here)::
+
+    c_t = [L(θ_t + ε z_t; B_t) − L(θ_t − ε z_t; B_t)] / (2ε)        2 forward passes
+
+θ is perturbed in place (+ε z, then −2ε z); subclasses restore it (+ε z) fused with their update,
+which saves one regeneration of z. Subclasses implement :meth:`_update`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import torch
+
+from .directions import Block, DirectionSampler, make_blocks, mix_key
+from .specs import EPS, LR, WEIGHT_DECAY, ZO_COMMON, HyperSpec
+
+Closure = Callable[[], Any]
+
+_POOL_SALT = 0x5EED_B0D6E7
+_DRAW_SALT = 0xD1CE
+
+
+class NonFiniteLossError(ValueError):
+    """The closure returned NaN or ±inf. The parameters are back at their values before the step."""
+
+
+def check_loss(loss: Any, where: str) -> torch.Tensor:
+    """Return ``loss`` as a detached 0-dim tensor, or raise ``ValueError`` saying what is wrong."""
+    if isinstance(loss, (int, float)) and not isinstance(loss, bool):
+        loss = torch.tensor(float(loss), dtype=torch.float64)
+    if not isinstance(loss, torch.Tensor):
+        raise ValueError(f"{where}: the closure must return a scalar loss tensor, got {type(loss).__name__}")
+    if loss.numel() != 1:
+        raise ValueError(
+            f"{where}: the closure must return a scalar loss, got a tensor of shape {tuple(loss.shape)}"
+        )
+    loss = loss.detach().reshape(())
+    value = float(loss)
+    if not math.isfinite(value):
+        raise NonFiniteLossError(
+            f"{where}: the closure returned a non-finite loss ({value}); the loss must be finite. "
+            "The parameters were restored to their values before this step."
+        )
+    return loss
+
+
+def group_hyper(group: dict, specs: dict[str, HyperSpec], owner: str) -> None:
+    """Validate the per-group hyperparameters (lr, weight_decay) of one param group in place."""
+    for key in ("lr", "weight_decay"):
+        group[key] = specs[key].validate(group[key], owner)
+
+
+class ZerothOrderOptimizer(torch.optim.Optimizer):
+    """Base class of the forward-only optimizers: SPSA, seed schedule, blocks and state.
+
+    Param groups carry ``lr`` and ``weight_decay``; everything else (ε, seed, seed budget, chunk
+    size, distribution and the method's own hyperparameters) is optimizer-wide, because one
+    perturbation touches all groups at once.
+    """
+
+    zeroth_order: ClassVar[bool] = True
+    forward_passes_per_step: ClassVar[int] = 2
+    hyperparameters: ClassVar[dict[str, HyperSpec]] = {
+        s.name: s for s in (LR, EPS, WEIGHT_DECAY)
+    } | ZO_COMMON
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict],
+        lr: float,
+        eps: float,
+        weight_decay: float,
+        seed: int,
+        seed_budget: int | None,
+        chunk_size: int,
+        distribution: str,
+    ) -> None:
+        name = type(self).__name__
+        specs = self.hyperparameters
+        defaults = {"lr": specs["lr"].validate(lr, name),
+                    "weight_decay": specs["weight_decay"].validate(weight_decay, name)}
+        self.eps = specs["eps"].validate(eps, name)
+        self.seed = specs["seed"].validate(seed, name)
+        self.seed_budget = specs["seed_budget"].validate(seed_budget, name)
+        self.chunk_size = specs["chunk_size"].validate(chunk_size, name)
+        self.distribution = specs["distribution"].validate(distribution, name)
+        self._frozen = False
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            group_hyper(group, specs, name)
+        self._frozen = True
+        self.forward_passes = 0
+        self.steps = 0
+        self._history: list[tuple[int, float]] = []
+        self._sampler = DirectionSampler(self.distribution)
+        self._layout()
+
+    # ----------------------------------------------------------------------------- layout
+    def add_param_group(self, param_group: dict) -> None:
+        if getattr(self, "_frozen", False):
+            raise ValueError(
+                f"{type(self).__name__}: param groups are fixed at construction (the block layout of "
+                "the random directions must not change); build a new optimizer instead"
+            )
+        super().add_param_group(param_group)
+
+    def _layout(self) -> None:
+        self._params: list[torch.Tensor] = []
+        self._group_of: list[dict] = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                if not p.requires_grad:
+                    continue
+                if not p.is_contiguous():
+                    raise ValueError(f"{type(self).__name__}: parameters must be contiguous tensors")
+                self._params.append(p)
+                self._group_of.append(group)
+        self._blocks: list[Block] = make_blocks(self._params, self.chunk_size)
+
+    def _view(self, block: Block) -> torch.Tensor:
+        """The parameter elements of ``block``, as a writable 1-D view."""
+        return self._params[block.param].detach().view(-1)[block.start:block.stop]
+
+    def _z(self, seed: int, b: int) -> torch.Tensor:
+        """Block ``b`` of ``direction(seed)``."""
+        block = self._blocks[b]
+        p = self._params[block.param]
+        return self._sampler.block(seed, b, block.numel, p.dtype, p.device)
+
+    # ----------------------------------------------------------------------------- seeds
+    @property
+    def seed_pool(self) -> list[int] | None:
+        """The fixed pool of seeds that steps draw from, or ``None`` without a seed budget."""
+        if self.seed_budget is None:
+            return None
+        return [mix_key(self.seed, _POOL_SALT, i) for i in range(self.seed_budget)]
+
+    def seed_for_step(self, step: int) -> int:
+        """The direction seed of step ``step`` (0-based): a pure function of (seed, budget, step)."""
+        if self.seed_budget is None:
+            return mix_key(self.seed, step)
+        index = mix_key(self.seed, _DRAW_SALT, step) % self.seed_budget
+        return mix_key(self.seed, _POOL_SALT, index)
+
+    def direction(self, seed: int) -> list[torch.Tensor]:
+        """The direction z for ``seed``, as tensors shaped like the trainable parameters."""
+        out = [torch.empty_like(p) for p in self._params]
+        for b, block in enumerate(self._blocks):
+            out[block.param].view(-1)[block.start:block.stop] = self._z(seed, b)
+        return out
+
+    @property
+    def history(self) -> list[tuple[int, float]]:
+        """The (seed, projected gradient c) pairs still in use, oldest first."""
+        return list(self._history)
+
+    @property
+    def generated_elements(self) -> int:
+        """Direction elements generated so far (a regeneration of all blocks counts every element)."""
+        return self._sampler.generated_elements
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self._params)
+
+    # ----------------------------------------------------------------------------- SPSA
+    def _evaluate(self, closure: Closure) -> torch.Tensor:
+        self.forward_passes += 1
+        return check_loss(closure(), f"{type(self).__name__} step {self.steps}")
+
+    def _perturb(self, seed: int, scale: float) -> None:
+        """θ += scale · z(seed), block by block."""
+        for b, block in enumerate(self._blocks):
+            self._view(block).add_(self._z(seed, b), alpha=scale)
+
+    def _spsa(self, closure: Closure, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """L(θ + εz) and L(θ − εz); θ is left at θ − εz. On any error θ is restored and it re-raises."""
+        eps = self.eps
+        self._perturb(seed, eps)
+        try:
+            loss_plus = self._evaluate(closure)
+        except BaseException:
+            self._perturb(seed, -eps)
+            raise
+        self._perturb(seed, -2 * eps)
+        try:
+            loss_minus = self._evaluate(closure)
+        except BaseException:
+            self._perturb(seed, eps)
+            raise
+        return loss_plus, loss_minus
+
+    @torch.no_grad()
+    def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
+        """One step; ``closure()`` returns the loss on the current batch. Returns (L+ + L−)/2."""
+        if closure is None:
+            raise ValueError(f"{type(self).__name__}.step needs a closure that returns the loss")
+        seed = self.seed_for_step(self.steps)
+        loss_plus, loss_minus = self._spsa(closure, seed)
+        c = (float(loss_plus) - float(loss_minus)) / (2 * self.eps)
+        self._update(seed, c)
+        self.steps += 1
+        return (loss_plus + loss_minus) / 2
+
+    def _update(self, seed: int, c: float) -> None:
+        """Restore θ (it is at θ − εz) and apply the method's update. Subclasses implement it."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------------- shared update pieces
+    def _restore_decay(self, b: int, z: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """θ_b += ε z_b (undo the last perturbation), then θ_b *= 1 − ηλ. Returns (θ_b view, lr)."""
+        block = self._blocks[b]
+        view = self._view(block)
+        view.add_(z, alpha=self.eps)
+        group = self._group_of[block.param]
+        if group["weight_decay"]:
+            view.mul_(1 - group["lr"] * group["weight_decay"])
+        return view, group["lr"]
+
+    def _sgd_update(self, seed: int, c: float) -> None:
+        """MeZO's update fused with the restore: θ ← θ − η(c z + λθ)."""
+        for b in range(len(self._blocks)):
+            z = self._z(seed, b)
+            view, lr = self._restore_decay(b, z)
+            view.add_(z.mul_(c), alpha=-lr)
+
+    # ----------------------------------------------------------------------------- state
+    def _config(self) -> dict[str, Any]:
+        return {"eps": self.eps, "seed": self.seed, "seed_budget": self.seed_budget,
+                "chunk_size": self.chunk_size, "distribution": self.distribution}
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd["zeroth_order"] = {
+            "config": self._config(),
+            "steps": self.steps,
+            "forward_passes": self.forward_passes,
+            "history": [(int(s), float(c)) for s, c in self._history],
+            "generated_elements": self._sampler.generated_elements,
+        }
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        if "zeroth_order" not in state_dict:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: not a zeroth-order optimizer's state "
+                             "(the 'zeroth_order' entry is missing)")
+        zo = state_dict.pop("zeroth_order")
+        super().load_state_dict(state_dict)
+        for key, value in zo["config"].items():
+            setattr(self, key, value)
+        self._sampler = DirectionSampler(self.distribution)
+        self._sampler.generated_elements = zo.get("generated_elements", 0)
+        self.steps = zo["steps"]
+        self.forward_passes = zo["forward_passes"]
+        self._history = [(int(s), float(c)) for s, c in zo["history"]]
+        self._layout()
+
+    def state_bytes(self) -> int:
+        """Exact bytes of optimizer state: tensors in ``self.state`` plus 16 bytes per (seed, c) pair."""
+        tensors = sum(t.numel() * t.element_size() for s in self.state.values()
+                      for t in s.values() if isinstance(t, torch.Tensor))
+        return tensors + 16 * len(self._history)

@@ -1,0 +1,105 @@
+"""First-order Adam and AdamW behind the same ``step(closure)`` contract as the ZO optimizers.
+
+Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015; Loshchilov and Hutter,
+"Decoupled Weight Decay Regularization", ICLR 2019. These are ``torch.optim.Adam``/``AdamW`` with
+one difference: ``step(closure)`` calls ``zero_grad`` and ``backward`` itself, so the closure only
+computes the loss and callers never branch on the optimizer's order. One step costs 1 forward pass
+and 1 backward (about 2 forward-equivalents where compute is compared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import torch
+
+from .base import check_loss
+from .specs import BETA1, BETA2, DELTA, LR, WEIGHT_DECAY, HyperSpec
+
+_ADAM_SPECS = {s.name: s for s in (LR, replace(BETA1, default=0.9), replace(BETA2, default=0.999),
+                                   replace(DELTA, help="δ added to sqrt(v) in the denominator (torch's eps)."),
+                                   WEIGHT_DECAY)}
+
+
+class _FirstOrderMixin:
+    zeroth_order: ClassVar[bool] = False
+    forward_passes_per_step: ClassVar[int] = 1
+    hyperparameters: ClassVar[dict[str, HyperSpec]] = _ADAM_SPECS
+
+    def _check(self, lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
+        specs, name = self.hyperparameters, type(self).__name__
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{name}: invalid betas={betas!r}; allowed: a pair (beta1, beta2), each in [0, 1)")
+        specs["lr"].validate(lr, name)
+        specs["beta1"].validate(betas[0], name)
+        specs["beta2"].validate(betas[1], name)
+        specs["delta"].validate(eps, name)
+        specs["weight_decay"].validate(weight_decay, name)
+        self.forward_passes = 0
+        self.steps = 0
+
+    def step(self, closure: Callable[[], Any] | None = None) -> torch.Tensor:  # type: ignore[override]
+        """zero_grad, loss = closure(), backward, Adam update. Returns the loss (detached)."""
+        name = type(self).__name__
+        if closure is None:
+            raise ValueError(f"{name}.step needs a closure that returns the loss")
+        with torch.enable_grad():
+            self.zero_grad(set_to_none=True)
+            loss = closure()
+            self.forward_passes += 1
+            value = check_loss(loss, f"{name} step {self.steps}")
+            if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
+                raise ValueError(f"{name} step {self.steps}: the loss does not depend on the parameters "
+                                 "through autograd (was it computed under torch.no_grad?)")
+            loss.reshape(()).backward()
+        super().step()  # type: ignore[misc]
+        self.steps += 1
+        return value
+
+    @property
+    def history(self) -> list[tuple[int, float]]:
+        """First-order methods use no random directions: always empty."""
+        return []
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()  # type: ignore[misc]
+        sd["first_order"] = {"steps": self.steps, "forward_passes": self.forward_passes}
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        counts = state_dict.pop("first_order", {"steps": 0, "forward_passes": 0})
+        super().load_state_dict(state_dict)  # type: ignore[misc]
+        self.steps, self.forward_passes = counts["steps"], counts["forward_passes"]
+
+    def state_bytes(self) -> int:
+        """Exact bytes of the tensors in the optimizer state (m, v and the step counters)."""
+        return sum(t.numel() * t.element_size() for s in self.state.values()  # type: ignore[attr-defined]
+                   for t in s.values() if isinstance(t, torch.Tensor))
+
+
+class Adam(_FirstOrderMixin, torch.optim.Adam):
+    """``torch.optim.Adam`` whose ``step(closure)`` does zero_grad and backward itself.
+
+    ``seed`` and ``seed_budget`` are accepted for a uniform interface and have no effect.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+                 seed: int = 0, seed_budget: int | None = None) -> None:
+        self._check(lr, betas, eps, weight_decay)
+        torch.optim.Adam.__init__(self, params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+
+class AdamW(_FirstOrderMixin, torch.optim.AdamW):
+    """``torch.optim.AdamW`` (decoupled weight decay) whose ``step(closure)`` does backward itself."""
+
+    hyperparameters = _ADAM_SPECS | {"weight_decay": replace(WEIGHT_DECAY, default=0.01)}
+
+    def __init__(self, params: Iterable[torch.Tensor] | Iterable[dict], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
+                 seed: int = 0, seed_budget: int | None = None) -> None:
+        self._check(lr, betas, eps, weight_decay)
+        torch.optim.AdamW.__init__(self, params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
