@@ -96,6 +96,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         self._frozen = True
         self.forward_passes = 0
         self.steps = 0
+        self.last_log_entry: tuple | None = None  # what replay() needs to redo the last step
         self._history: list[tuple[int, float]] = []
         self._sampler = DirectionSampler(self.distribution)
         self._layout()
@@ -205,7 +206,32 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         c = (float(loss_plus) - float(loss_minus)) / (2 * self.eps)
         self._update(seed, c)
         self.steps += 1
+        self.last_log_entry = (seed, c)
         return (loss_plus + loss_minus) / 2
+
+    @torch.no_grad()
+    def replay(self, entry: tuple) -> None:
+        """Re-apply a logged step (``last_log_entry`` of the original run) without calling the model.
+
+        The parameters go through exactly the same in-place operations as in the original step (the
+        perturbations included), so replaying a run's log from the same initial weights reproduces
+        its parameters and optimizer state bit for bit. This is what makes a ZO checkpoint tiny:
+        the initial weights plus 16 bytes a step.
+        """
+        seed, c = entry[0], entry[1]
+        if seed != self.seed_for_step(self.steps):
+            raise ValueError(f"{type(self).__name__}.replay: the log's step {self.steps} has seed {seed}, but this "
+                             f"optimizer draws {self.seed_for_step(self.steps)} there (other seed or seed budget?)")
+        self._perturb(seed, self.eps)
+        self._perturb(seed, -2 * self.eps)
+        self._apply(entry)
+        self.steps += 1
+        self.forward_passes += self.forward_passes_per_step
+        self.last_log_entry = tuple(entry)
+
+    def _apply(self, entry: tuple) -> None:
+        """The update of a step from its log entry; θ is at θ − εz."""
+        self._update(entry[0], entry[1])
 
     def _update(self, seed: int, c: float) -> None:
         """Restore θ (it is at θ − εz) and apply the method's update. Subclasses implement it."""

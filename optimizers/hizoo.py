@@ -69,6 +69,14 @@ class HiZOO(ZerothOrderOptimizer):
         lp, lm = float(loss_plus), float(loss_minus)
         c = (lp - lm) / (2 * self.eps)
         curvature = abs(lp + lm - 2 * float(loss0)) / (2 * self.eps**2)
+        self._apply((seed, c, curvature))
+        self.steps += 1
+        self.last_log_entry = (seed, c, curvature)
+        return (loss_plus + loss_minus) / 2
+
+    def _apply(self, entry: tuple) -> None:
+        """Restore θ, update Σ with the curvature estimate, then θ ← θ − η(c z / sqrt(Σ) + λθ)."""
+        seed, c, curvature = entry
         alpha = self.hessian_smooth
         self._history = [(seed, c)]
         for b in range(len(self._blocks)):
@@ -79,5 +87,3 @@ class HiZOO(ZerothOrderOptimizer):
                 estimate = sigma * z * z
                 sigma.mul_(1 - alpha).add_(estimate, alpha=alpha * curvature)
             view.add_(z.div_(sigma.sqrt()).mul_(c), alpha=-lr)
-        self.steps += 1
-        return (loss_plus + loss_minus) / 2
