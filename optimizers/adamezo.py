@@ -108,15 +108,18 @@ class AdaMeZO(ZerothOrderOptimizer):
                  zip(newest_first, ema_weights(beta1, count), ema_weights(beta2, count))]
         terms = [terms[0]] + [t for t in terms[1:] if t[1] != 0.0 or (beta2 > 0 and t[2] != 0.0)]
         for b in range(len(self._blocks)):
-            m = v = None
+            m, v = self._buffer(1, b), self._buffer(2, b)
             for k, (s, wm, wv) in enumerate(terms):
                 z = self._z(s, b)
                 if k == 0:  # the current direction: restore θ (fused with the update)
                     view, lr = self._restore_decay(b, z)
-                m = z * wm if m is None else m.add_(z, alpha=wm)
-                if beta2 > 0:
-                    z2 = z.mul_(z)
-                    v = z2.mul_(wv) if v is None else v.add_(z2, alpha=wv)
+                    torch.mul(z, wm, out=m)
+                    if beta2 > 0:
+                        torch.mul(z, z, out=v).mul_(wv)
+                else:
+                    m.add_(z, alpha=wm)
+                    if beta2 > 0:
+                        v.addcmul_(z, z, value=wv)
             if beta2 > 0:
                 m.div_(v.sqrt_().add_(self.delta))
             view.add_(m, alpha=-lr)

@@ -122,16 +122,33 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
                 self._params.append(p)
                 self._group_of.append(group)
         self._blocks: list[Block] = make_blocks(self._params, self.chunk_size)
+        self._buffers: dict[tuple, torch.Tensor] = {}
 
     def _view(self, block: Block) -> torch.Tensor:
         """The parameter elements of ``block``, as a writable 1-D view."""
         return self._params[block.param].detach().view(-1)[block.start:block.stop]
 
-    def _z(self, seed: int, b: int) -> torch.Tensor:
-        """Block ``b`` of ``direction(seed)``."""
+    def _buffer(self, slot: int, b: int) -> torch.Tensor:
+        """Reusable temporary ``slot`` (0: z, 1: m, 2: v) sized for block ``b``.
+
+        One buffer per slot, dtype and device, as large as the largest block: at most 3 × chunk_size
+        elements, allocated once instead of a fresh tensor for every block of every direction.
+        """
         block = self._blocks[b]
         p = self._params[block.param]
-        return self._sampler.block(seed, b, block.numel, p.dtype, p.device)
+        key = (slot, p.dtype, p.device)
+        buf = self._buffers.get(key)
+        if buf is None:
+            size = max(bl.numel for bl in self._blocks
+                       if self._params[bl.param].dtype == p.dtype and self._params[bl.param].device == p.device)
+            buf = self._buffers[key] = torch.empty(size, dtype=p.dtype, device=p.device)
+        return buf[:block.numel]
+
+    def _z(self, seed: int, b: int) -> torch.Tensor:
+        """Block ``b`` of ``direction(seed)``, in the reusable z buffer (valid until the next call)."""
+        block = self._blocks[b]
+        p = self._params[block.param]
+        return self._sampler.block(seed, b, block.numel, p.dtype, p.device, out=self._buffer(0, b))
 
     # ----------------------------------------------------------------------------- seeds
     @property

@@ -77,12 +77,17 @@ class DirectionSampler:
             g = self._generators[device] = torch.Generator(device=device)
         return g
 
-    def block(self, seed: int, index: int, numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """Block ``index`` of direction ``seed``: a fresh 1-D tensor of ``numel`` elements."""
+    def block(self, seed: int, index: int, numel: int, dtype: torch.dtype, device: torch.device,
+              out: torch.Tensor | None = None) -> torch.Tensor:
+        """Block ``index`` of direction ``seed``: ``numel`` elements, written into ``out`` if given.
+
+        Filling a reused buffer in place gives the same values as a fresh ``torch.randn`` and saves
+        the allocation (and the page faults) of a new block-sized tensor on every call.
+        """
         g = self._generator(device)
         g.manual_seed(mix_key(seed, index))
         self.generated_elements += numel
+        z = torch.empty(numel, dtype=dtype, device=device) if out is None else out
         if self.distribution == "gaussian":
-            return torch.randn(numel, generator=g, dtype=dtype, device=device)
-        z = torch.empty(numel, dtype=dtype, device=device).bernoulli_(0.5, generator=g)
-        return z.mul_(2).sub_(1)
+            return z.normal_(generator=g)
+        return z.bernoulli_(0.5, generator=g).mul_(2).sub_(1)
