@@ -78,6 +78,7 @@ class AdaMeZO(ZerothOrderOptimizer):
         seed_budget: int | None = None,
         chunk_size: int = 2**20,
         distribution: str = "gaussian",
+        workers: int | None = None,
     ) -> None:
         specs = self.hyperparameters
         name = type(self).__name__
@@ -87,7 +88,7 @@ class AdaMeZO(ZerothOrderOptimizer):
         self.horizon = specs["horizon"].validate(horizon, name)
         self.delta = specs["delta"].validate(delta, name)
         self.warmup = specs["warmup"].validate(warmup, name)
-        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution)
+        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers)
 
     def _config(self) -> dict:
         return super()._config() | {"betas": self.betas, "horizon": self.horizon,
@@ -107,10 +108,10 @@ class AdaMeZO(ZerothOrderOptimizer):
         terms = [(s, a * ck, b * ck * ck) for (s, ck), a, b in
                  zip(newest_first, ema_weights(beta1, count), ema_weights(beta2, count))]
         terms = [terms[0]] + [t for t in terms[1:] if t[1] != 0.0 or (beta2 > 0 and t[2] != 0.0)]
-        for b in range(len(self._blocks)):
-            m, v = self._buffer(1, b), self._buffer(2, b)
+        def one(b: int, w: int) -> None:
+            m, v = self._buffer(1, b, w), self._buffer(2, b, w)
             for k, (s, wm, wv) in enumerate(terms):
-                z = self._z(s, b)
+                z = self._z(s, b, w)
                 if k == 0:  # the current direction: restore θ (fused with the update)
                     view, lr = self._restore_decay(b, z)
                     torch.mul(z, wm, out=m)
@@ -123,3 +124,5 @@ class AdaMeZO(ZerothOrderOptimizer):
             if beta2 > 0:
                 m.div_(v.sqrt_().add_(self.delta))
             view.add_(m, alpha=-lr)
+
+        self._for_blocks(one)

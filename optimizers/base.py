@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import torch
@@ -79,6 +80,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         seed_budget: int | None,
         chunk_size: int,
         distribution: str,
+        workers: int | None = None,
     ) -> None:
         name = type(self).__name__
         specs = self.hyperparameters
@@ -98,7 +100,9 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         self.steps = 0
         self.last_log_entry: tuple | None = None  # what replay() needs to redo the last step
         self._history: list[tuple[int, float]] = []
-        self._sampler = DirectionSampler(self.distribution)
+        self.workers = specs["workers"].validate(workers, name)
+        self._samplers: list[DirectionSampler] = []
+        self._pool: ThreadPoolExecutor | None = None
         self._layout()
 
     # ----------------------------------------------------------------------------- layout
@@ -123,20 +127,53 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
                 self._group_of.append(group)
         self._blocks: list[Block] = make_blocks(self._params, self.chunk_size)
         self._buffers: dict[tuple, torch.Tensor] = {}
+        generated = self.generated_elements if self._samplers else 0
+        workers = self.workers or self._auto_workers()
+        self._samplers = [DirectionSampler(self.distribution) for _ in range(workers)]
+        self._samplers[0].generated_elements = generated
+        # Blocks are independent (keyed generation), so workers take contiguous runs of blocks of
+        # about equal size; results do not depend on the number of workers.
+        total, parts, acc = sum(bl.numel for bl in self._blocks), [[] for _ in range(workers)], 0
+        for b, bl in enumerate(self._blocks):
+            parts[min(workers - 1, acc * workers // max(total, 1))].append(b)
+            acc += bl.numel
+        self._parts = [part for part in parts if part]
+        if self._pool is not None:
+            self._pool.shutdown()
+        self._pool = ThreadPoolExecutor(len(self._parts)) if len(self._parts) > 1 else None
+
+    def _auto_workers(self) -> int:
+        """One worker per torch CPU thread for large CPU models; one on CUDA or for small problems."""
+        if any(p.device.type != "cpu" for p in self._params):
+            return 1
+        if sum(p.numel() for p in self._params) < 4 * 2**20:
+            return 1
+        return max(1, min(torch.get_num_threads(), len(self._blocks)))
+
+    def _for_blocks(self, fn: Callable[[int, int], None]) -> None:
+        """Call ``fn(block, worker)`` for every block, on the worker threads when there are several."""
+        if self._pool is None:
+            for b in range(len(self._blocks)):
+                fn(b, 0)
+            return
+        futures = [self._pool.submit(lambda part=part, w=w: [fn(b, w) for b in part])
+                   for w, part in enumerate(self._parts)]
+        for future in futures:
+            future.result()
 
     def _view(self, block: Block) -> torch.Tensor:
         """The parameter elements of ``block``, as a writable 1-D view."""
         return self._params[block.param].detach().view(-1)[block.start:block.stop]
 
-    def _buffer(self, slot: int, b: int) -> torch.Tensor:
-        """Reusable temporary ``slot`` (0: z, 1: m, 2: v) sized for block ``b``.
+    def _buffer(self, slot: int, b: int, w: int = 0) -> torch.Tensor:
+        """Reusable temporary ``slot`` (0: z, 1: m, 2: v) of worker ``w``, sized for block ``b``.
 
-        One buffer per slot, dtype and device, as large as the largest block: at most 3 × chunk_size
-        elements, allocated once instead of a fresh tensor for every block of every direction.
+        One buffer per slot, dtype, device and worker, as large as the largest block: at most
+        3 × chunk_size elements a worker, allocated once instead of a fresh tensor for every block.
         """
         block = self._blocks[b]
         p = self._params[block.param]
-        key = (slot, p.dtype, p.device)
+        key = (slot, w, p.dtype, p.device)
         buf = self._buffers.get(key)
         if buf is None:
             size = max(bl.numel for bl in self._blocks
@@ -144,11 +181,11 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             buf = self._buffers[key] = torch.empty(size, dtype=p.dtype, device=p.device)
         return buf[:block.numel]
 
-    def _z(self, seed: int, b: int) -> torch.Tensor:
-        """Block ``b`` of ``direction(seed)``, in the reusable z buffer (valid until the next call)."""
+    def _z(self, seed: int, b: int, w: int = 0) -> torch.Tensor:
+        """Block ``b`` of ``direction(seed)``, in worker ``w``'s z buffer (valid until its next call)."""
         block = self._blocks[b]
         p = self._params[block.param]
-        return self._sampler.block(seed, b, block.numel, p.dtype, p.device, out=self._buffer(0, b))
+        return self._samplers[w].block(seed, b, block.numel, p.dtype, p.device, out=self._buffer(0, b, w))
 
     # ----------------------------------------------------------------------------- seeds
     @property
@@ -180,7 +217,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
     @property
     def generated_elements(self) -> int:
         """Direction elements generated so far (a regeneration of all blocks counts every element)."""
-        return self._sampler.generated_elements
+        return sum(s.generated_elements for s in self._samplers)
 
     @property
     def num_parameters(self) -> int:
@@ -193,8 +230,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
     def _perturb(self, seed: int, scale: float) -> None:
         """θ += scale · z(seed), block by block."""
-        for b, block in enumerate(self._blocks):
-            self._view(block).add_(self._z(seed, b), alpha=scale)
+        self._for_blocks(lambda b, w: self._view(self._blocks[b]).add_(self._z(seed, b, w), alpha=scale))
 
     def _spsa(self, closure: Closure, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """L(θ + εz) and L(θ − εz); θ is left at θ − εz. On any error θ is restored and it re-raises."""
@@ -267,10 +303,12 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
     def _sgd_update(self, seed: int, c: float) -> None:
         """MeZO's update fused with the restore: θ ← θ − η(c z + λθ)."""
-        for b in range(len(self._blocks)):
-            z = self._z(seed, b)
+        def one(b: int, w: int) -> None:
+            z = self._z(seed, b, w)
             view, lr = self._restore_decay(b, z)
             view.add_(z.mul_(c), alpha=-lr)
+
+        self._for_blocks(one)
 
     # ----------------------------------------------------------------------------- state
     def _config(self) -> dict[str, Any]:
@@ -284,7 +322,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             "steps": self.steps,
             "forward_passes": self.forward_passes,
             "history": [(int(s), float(c)) for s, c in self._history],
-            "generated_elements": self._sampler.generated_elements,
+            "generated_elements": self.generated_elements,
         }
         return sd
 
@@ -297,12 +335,12 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         for key, value in zo["config"].items():
             setattr(self, key, value)
-        self._sampler = DirectionSampler(self.distribution)
-        self._sampler.generated_elements = zo.get("generated_elements", 0)
         self.steps = zo["steps"]
         self.forward_passes = zo["forward_passes"]
         self._history = [(int(s), float(c)) for s, c in zo["history"]]
+        self._samplers = []
         self._layout()
+        self._samplers[0].generated_elements = zo.get("generated_elements", 0)
 
     def state_bytes(self) -> int:
         """Exact bytes of optimizer state: tensors in ``self.state`` plus 16 bytes per (seed, c) pair."""

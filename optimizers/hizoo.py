@@ -41,9 +41,10 @@ class HiZOO(ZerothOrderOptimizer):
         seed_budget: int | None = None,
         chunk_size: int = 2**20,
         distribution: str = "gaussian",
+        workers: int | None = None,
     ) -> None:
         self.hessian_smooth = self.hyperparameters["hessian_smooth"].validate(hessian_smooth, "HiZOO")
-        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution)
+        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers)
         for p in self._params:
             self.state[p]["hessian"] = torch.ones_like(p)
 
@@ -56,8 +57,10 @@ class HiZOO(ZerothOrderOptimizer):
 
     def _perturb(self, seed: int, scale: float) -> None:
         """θ += scale · Σ^{-1/2} z(seed)."""
-        for b, block in enumerate(self._blocks):
-            self._view(block).add_(self._z(seed, b).div_(self._sigma(b).sqrt()), alpha=scale)
+        def one(b: int, w: int) -> None:
+            self._view(self._blocks[b]).add_(self._z(seed, b, w).div_(self._sigma(b).sqrt()), alpha=scale)
+
+        self._for_blocks(one)
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
@@ -79,11 +82,14 @@ class HiZOO(ZerothOrderOptimizer):
         seed, c, curvature = entry
         alpha = self.hessian_smooth
         self._history = [(seed, c)]
-        for b in range(len(self._blocks)):
-            z = self._z(seed, b)
+
+        def one(b: int, w: int) -> None:
+            z = self._z(seed, b, w)
             sigma = self._sigma(b)
             view, lr = self._restore_decay(b, z / sigma.sqrt())
             if alpha:
                 estimate = sigma * z * z
                 sigma.mul_(1 - alpha).add_(estimate, alpha=alpha * curvature)
             view.add_(z.div_(sigma.sqrt()).mul_(c), alpha=-lr)
+
+        self._for_blocks(one)

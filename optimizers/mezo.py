@@ -30,8 +30,9 @@ class MeZO(ZerothOrderOptimizer):
         seed_budget: int | None = None,
         chunk_size: int = 2**20,
         distribution: str = "gaussian",
+        workers: int | None = None,
     ) -> None:
-        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution)
+        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers)
 
     def _update(self, seed: int, c: float) -> None:
         self._history = [(seed, c)]

@@ -126,4 +126,10 @@ CHUNK_SIZE = HyperSpec("chunk_size", 2**20, kind="int", low=1, log=True, ui_low=
 DISTRIBUTION = HyperSpec("distribution", "gaussian", kind="choice", choices=("gaussian", "rademacher"),
                          help="Law of z: N(0, I), or ±1 (removes AdaMeZO's per-coordinate adaptivity).")
 
-ZO_COMMON = {s.name: s for s in (SEED, SEED_BUDGET, CHUNK_SIZE, DISTRIBUTION)}
+WORKERS = HyperSpec("workers", None, kind="int", low=1, optional=True, ui_low=1, ui_high=16,
+                    help="Threads that generate direction blocks (None: one per torch CPU thread for large "
+                         "CPU models); the results do not depend on it.")
+
+ZO_COMMON = {s.name: s for s in (SEED, SEED_BUDGET, CHUNK_SIZE, DISTRIBUTION, WORKERS)}
+# Knobs that change speed or memory, never the mathematics (UIs may tuck them away).
+EXECUTION_ONLY = ("chunk_size", "workers")

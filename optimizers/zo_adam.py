@@ -38,6 +38,7 @@ class ZOAdam(ZerothOrderOptimizer):
         seed_budget: int | None = None,
         chunk_size: int = 2**20,
         distribution: str = "gaussian",
+        workers: int | None = None,
     ) -> None:
         specs = self.hyperparameters
         name = type(self).__name__
@@ -45,7 +46,7 @@ class ZOAdam(ZerothOrderOptimizer):
             raise ValueError(f"{name}: invalid betas={betas!r}; allowed: a pair (beta1, beta2), each in [0, 1)")
         self.betas = (specs["beta1"].validate(betas[0], name), specs["beta2"].validate(betas[1], name))
         self.delta = specs["delta"].validate(delta, name)
-        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution)
+        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers)
 
     def _config(self) -> dict:
         return super()._config() | {"betas": self.betas, "delta": self.delta}
@@ -53,10 +54,13 @@ class ZOAdam(ZerothOrderOptimizer):
     def _update(self, seed: int, c: float) -> None:
         self._history = [(seed, c)]
         grads = [torch.empty_like(p) for p in self._params]
-        for b, block in enumerate(self._blocks):
-            z = self._z(seed, b)
+        def one(b: int, w: int) -> None:
+            block = self._blocks[b]
+            z = self._z(seed, b, w)
             self._view(block).add_(z, alpha=self.eps)  # restore θ
             grads[block.param].view(-1)[block.start:block.stop] = z.mul_(c)
+
+        self._for_blocks(one)
         index = 0  # self._params lists the trainable parameters group by group, in order
         for group in self.param_groups:
             params, group_grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []

@@ -248,13 +248,13 @@ def test_adamezo_temporaries_are_bounded_by_the_chunk(monkeypatch):
     x, y = mlp_data()
     opt = AdaMeZO(model.parameters(), lr=1e-3, horizon=5, chunk_size=6)
     sizes = []
-    original = opt._sampler.block
+    original = opt._samplers[0].block
 
     def spy(seed, index, numel, dtype, device, out=None):
         sizes.append(numel)
         return original(seed, index, numel, dtype, device, out=out)
 
-    monkeypatch.setattr(opt._sampler, "block", spy)
+    monkeypatch.setattr(opt._samplers[0], "block", spy)
     n = sum(p.numel() for p in model.parameters())
     for t in range(1, 8):
         before = opt.generated_elements
@@ -314,3 +314,17 @@ def test_replaying_the_log_reproduces_the_run_bit_for_bit(name):
     wrong = make_optimizer(name, small_model().parameters(), lr=1e-2, seed=5, seed_budget=5)
     with pytest.raises(ValueError, match=r"replay: the log's step 0 has seed"):
         wrong.replay(log[0])
+
+
+@pytest.mark.parametrize("name", ZO)
+def test_worker_threads_give_bit_identical_steps(name):
+    """Blocks are keyed independently, so generating them on several threads changes nothing."""
+    models = [small_model(), small_model()]
+    x, y = mlp_data()
+    opts = [make_optimizer(name, m.parameters(), lr=1e-2, chunk_size=5, workers=w) for m, w in zip(models, (1, 3))]
+    assert opts[0]._pool is None and len(opts[1]._parts) == 3
+    for _ in range(12):
+        for m, opt in zip(models, opts):
+            opt.step(lambda m=m: mlp_loss(m, x, y))
+    assert torch.equal(flat(models[0]), flat(models[1]))
+    assert opts[0].generated_elements == opts[1].generated_elements
