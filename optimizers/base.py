@@ -170,22 +170,27 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
         One buffer per slot, dtype, device and worker, as large as the largest block: at most
         3 × chunk_size elements a worker, allocated once instead of a fresh tensor for every block.
+        The per-block views are kept too (views share the buffer's memory), as small problems take
+        thousands of steps a second and a lookup is cheaper than slicing anew.
         """
-        block = self._blocks[b]
-        p = self._params[block.param]
-        key = (slot, w, p.dtype, p.device)
-        buf = self._buffers.get(key)
-        if buf is None:
-            size = max(bl.numel for bl in self._blocks
-                       if self._params[bl.param].dtype == p.dtype and self._params[bl.param].device == p.device)
-            buf = self._buffers[key] = torch.empty(size, dtype=p.dtype, device=p.device)
-        return buf[:block.numel]
+        key = (slot, w, b)
+        view = self._buffers.get(key)
+        if view is None:
+            block = self._blocks[b]
+            p = self._params[block.param]
+            base_key = (slot, w, p.dtype, p.device)
+            buf = self._buffers.get(base_key)
+            if buf is None:
+                size = max(bl.numel for bl in self._blocks if self._params[bl.param].dtype == p.dtype
+                           and self._params[bl.param].device == p.device)
+                buf = self._buffers[base_key] = torch.empty(size, dtype=p.dtype, device=p.device)
+            view = self._buffers[key] = buf[:block.numel]
+        return view
 
     def _z(self, seed: int, b: int, w: int = 0) -> torch.Tensor:
         """Block ``b`` of ``direction(seed)``, in worker ``w``'s z buffer (valid until its next call)."""
-        block = self._blocks[b]
-        p = self._params[block.param]
-        return self._samplers[w].block(seed, b, block.numel, p.dtype, p.device, out=self._buffer(0, b, w))
+        out = self._buffer(0, b, w)
+        return self._samplers[w].block(seed, b, out.numel(), out.dtype, out.device, out=out)
 
     # ----------------------------------------------------------------------------- seeds
     @property

@@ -10,6 +10,7 @@ cached stream position. Temporaries are bounded by the chunk, not by the largest
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -25,6 +26,7 @@ def splitmix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def mix_key(*parts: int) -> int:
     """Hash integers into one 63-bit key (a valid ``torch.Generator.manual_seed`` argument)."""
     h = 0
