@@ -97,10 +97,11 @@ def worker(args) -> None:
         opt.step(closure)
         if device.type == "cuda":
             torch.cuda.synchronize()
+        elapsed = time.perf_counter() - t
         if step >= args.warmup:
-            times.append(time.perf_counter() - t)
-        print(f"  {args.optimizer} step {step + 1}/{args.warmup + args.steps}: {times[-1] if times else 0:.2f} s",
-              file=sys.stderr, flush=True)
+            times.append(elapsed)
+        print(f"  {args.optimizer} step {step + 1}/{args.warmup + args.steps}: {elapsed:.2f} s"
+              f"{' (warm-up)' if step < args.warmup else ''}", file=sys.stderr, flush=True)
     regenerations = (getattr(opt, "generated_elements", 0) - generated) / n_params / args.steps
     print(json.dumps({
         "optimizer": args.optimizer, "device": str(device), "params": n_params,
