@@ -1,0 +1,227 @@
+"""The app's computing: thin, cached calls into ``landscapes`` (no optimizer math here).
+
+Every cached function is keyed on plain hashable arguments that together are the full setting
+(landscape key, optimizer, steps, hyperparameters as sorted items, start, seed, seed budget), so a
+cached result is exactly the result of that setting. Results are turned into the figure builders'
+records (:class:`app.figures.Path`, :class:`app.figures.Surface`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+import landscapes
+from landscapes import Landscape, Trajectory
+from optimizers import OPTIMIZERS
+
+from app.figures import Path, Surface, colour_for
+
+#: A landscape as hashable data: ("catalogue", name, ((param, value), ...)) or
+#: ("custom", expr, ((x0, x1), (y0, y1))).
+LandscapeKey = tuple
+
+
+def landscape_key(name: str, params: Mapping[str, float] | None = None, expr: str = "",
+                  domain: Sequence[Sequence[float]] | None = None) -> LandscapeKey:
+    if name == "custom":
+        (x0, x1), (y0, y1) = domain or ((-3.0, 3.0), (-3.0, 3.0))
+        return ("custom", str(expr), ((float(x0), float(x1)), (float(y0), float(y1))))
+    return ("catalogue", name, tuple(sorted((k, float(v)) for k, v in (params or {}).items())))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def build_landscape(key: LandscapeKey) -> Landscape:
+    """The landscape for ``key``; bad formulas or parameters raise ``ValueError`` (shown by the page)."""
+    if key[0] == "custom":
+        _, expr, domain = key
+        (x0, x1), (y0, y1) = domain
+        return landscapes.custom(expr, domain=domain, start=None)
+    _, name, params = key
+    return landscapes.get(name, **dict(params))
+
+
+def hyper_items(hyper: Mapping[str, Any]) -> tuple:
+    return tuple(sorted(hyper.items()))
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def trajectory(key: LandscapeKey, name: str, steps: int, hyper: tuple, start: tuple[float, float],
+               seed: int, seed_budget: int | None) -> Trajectory:
+    """One cached ``landscapes.run_trajectory``."""
+    ls = build_landscape(key)
+    return landscapes.run_trajectory(ls, name, int(steps), dict(hyper), start=start, seed=int(seed),
+                                     seed_budget=seed_budget)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def surface(key: LandscapeKey, n: int = 120, colour: str = "auto") -> Surface:
+    """The landscape on an ``n × n`` grid with its colour values (log where the landscape asks)."""
+    ls = build_landscape(key)
+    xs, ys, Z = ls.grid(n)
+    log = ls.log_scale if colour == "auto" else colour == "log"
+    C = ls.colour_values(Z, log=log)
+    return Surface(xs, ys, Z, C, log, ls.title, tuple(ls.minima), ls.start)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def contour_image(key: LandscapeKey, n: int = 120, colour: str = "auto") -> str:
+    """The landscape's background image (PNG data URI) for the animated contour, cached."""
+    from app.figures import contour_image as draw
+
+    return draw(surface(key, n, colour))
+
+
+@dataclass
+class RunResult:
+    """One optimizer in one setting: the shown run (first seed), all seeds' runs, and their summary."""
+
+    name: str
+    label: str
+    hyper: dict
+    steps: int
+    runs: list[Trajectory]
+    summary: landscapes.Repeats
+    metrics: Any
+
+    def path(self, colour: str) -> Path:
+        tr = self.runs[0]
+        p = Path(self.label, colour, tr.xy, tr.loss, tr.forward_passes, tr.diverged_at,
+                 extra={"seed": tr.seed, "name": self.name})
+        if len(self.runs) > 1:
+            n = len(tr.forward_passes)
+            fp = _full_passes(self.runs)
+            p = Path(self.label, colour, tr.xy, tr.loss, tr.forward_passes, tr.diverged_at,
+                     median=self.summary.median, lower=self.summary.lower, upper=self.summary.upper,
+                     extra={"seed": tr.seed, "name": self.name, "band_forward_passes": fp, "n": n})
+        return p
+
+
+def _full_passes(runs: Sequence[Trajectory]) -> np.ndarray:
+    longest = max(runs, key=lambda t: len(t.forward_passes))
+    per_step = OPTIMIZERS[longest.optimizer].forward_passes_per_step
+    steps = max(t.steps for t in runs)
+    return np.arange(steps + 1) * per_step
+
+
+def run_setting(key: LandscapeKey, name: str, steps: int, hyper: Mapping[str, Any], start: tuple[float, float],
+                seed: int, seed_budget: int | None, repeats: int) -> RunResult:
+    """``repeats`` runs (seeds ``seed … seed+repeats−1``), each cached, summarized with median and
+    10 %/90 % quantiles. ``ValueError`` from the library (bad hyperparameters) propagates."""
+    items = hyper_items(hyper)
+    runs = [trajectory(key, name, steps, items, start, seed + r, seed_budget) for r in range(repeats)]
+    summary = landscapes.summarize(runs)
+    metrics = runs[0].metrics(build_landscape(key))
+    return RunResult(name, OPTIMIZERS[name].title, dict(hyper), steps, runs, summary, metrics)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def matched_lr(key: LandscapeKey, name: str, target_length: float, steps: int, hyper: tuple,
+               start: tuple[float, float], seed: int, seed_budget: int | None) -> float:
+    """The lr at which ``name``'s path is ``target_length`` long (``landscapes.match_path_length``)."""
+    ls = build_landscape(key)
+    return landscapes.match_path_length(ls, name, target_length, steps, dict(hyper), seeds=[seed], start=start,
+                                        seed_budget=seed_budget, lr_bounds=(1e-6, 3.0), grid=10, rtol=1e-2).lr
+
+
+def budget_steps(names: Sequence[str], steps: int) -> tuple[int, dict[str, int]]:
+    """The forward-pass budget of ``steps`` two-point steps (2 × steps) and each optimizer's steps."""
+    budget = 2 * int(steps)
+    return budget, landscapes.equal_budget(budget, names)
+
+
+def metrics_rows(results: Sequence[RunResult], landscape: Landscape) -> list[dict]:
+    """The metrics table: one row per optimizer (first seed), plus the median over repeats."""
+    rows = []
+    for r in results:
+        m = r.metrics
+        row = {
+            "optimizer": r.label,
+            "lr": r.hyper.get("lr"),
+            "final loss": m.final_loss,
+            "distance to minimum": m.distance,
+            "path length": m.path_length,
+            "forward passes": m.forward_passes,
+            "steps": m.steps,
+            "diverged at": "—" if m.diverged_at is None else m.diverged_at,
+        }
+        if len(r.runs) > 1:
+            row["median final loss (seeds)"] = r.summary.median_final
+            row["diverged runs"] = f"{r.summary.diverged}/{len(r.runs)}"
+        rows.append(row)
+    return rows
+
+
+def ranking_rows(values: Sequence[Any], results: Sequence[RunResult], fmt) -> list[dict]:
+    """Sweep ranking: values ordered by median final loss over seeds (diverged runs count as ∞)."""
+    rows = []
+    for v, r in zip(values, results):
+        finals = np.array(r.summary.final_losses, dtype=float)
+        rows.append({
+            "value": fmt(v),
+            "median final loss": float(np.median(finals)),
+            "best seed": float(np.min(finals)),
+            "worst seed": float(np.max(finals)),
+            "median path length": float(np.median([t.path_length for t in r.runs])),
+            "diverged": f"{r.summary.diverged}/{len(r.runs)}",
+        })
+    order = sorted(range(len(rows)), key=lambda i: (math.isnan(rows[i]["median final loss"]),
+                                                    rows[i]["median final loss"]))
+    ranked = []
+    for rank, i in enumerate(order, 1):
+        ranked.append({"rank": rank, **rows[i]})
+    return ranked
+
+
+def colours(names: Sequence[str]) -> dict[str, str]:
+    return {n: colour_for(n, i) for i, n in enumerate(names)}
+
+
+# --------------------------------------------------------------------------------- memory lesson
+MEMORY_OPTIMIZERS = ("mezo", "adamezo", "zo-adam", "hizoo", "adam")
+
+
+@st.cache_data(show_spinner=False)
+def measured_state_bytes(sizes: tuple[int, ...] = (1_000, 10_000, 100_000), horizon: int = 10) -> list[dict]:
+    """Optimizer-state bytes measured with ``optimizers.state_bytes`` on a float32 parameter of each
+    size, after a few steps of f(θ) = ½‖θ‖² (``horizon + 1`` for AdaMeZO, so its K pairs are all there)."""
+    import torch
+
+    from optimizers import make_optimizer, state_bytes
+
+    rows = []
+    for size in sizes:
+        for name in MEMORY_OPTIMIZERS:
+            theta = torch.nn.Parameter(torch.full((size,), 0.5, dtype=torch.float32))
+            hyper = {"horizon": horizon} if name == "adamezo" else {}
+            opt = make_optimizer(name, [theta], lr=1e-3, **hyper)
+            # AdaMeZO's history fills up over K steps; the others allocate all their state at step 1.
+            for _ in range(horizon + 1 if name == "adamezo" else 2):
+                opt.step(lambda: 0.5 * (theta * theta).sum())
+            rows.append({"optimizer": name, "label": OPTIMIZERS[name].title, "params": size,
+                         "state_bytes": int(state_bytes(opt)), "colour": colour_for(name),
+                         "measured": True})
+    return rows
+
+
+def extrapolated_state_bytes(measured: Sequence[dict], sizes: Sequence[int]) -> list[dict]:
+    """State bytes at larger sizes from the measured ones: each optimizer's bytes are fitted as
+    ``a + b·P`` through its two largest measured sizes (exact for all of them: the state is either
+    per-parameter or a fixed number of (seed, c) pairs)."""
+    out = []
+    by: dict[str, list[dict]] = {}
+    for r in measured:
+        by.setdefault(r["optimizer"], []).append(r)
+    for name, rs in by.items():
+        rs = sorted(rs, key=lambda r: r["params"])[-2:]
+        (p0, b0), (p1, b1) = (rs[0]["params"], rs[0]["state_bytes"]), (rs[1]["params"], rs[1]["state_bytes"])
+        slope = (b1 - b0) / (p1 - p0)
+        for size in sizes:
+            out.append(rs[0] | {"params": int(size), "state_bytes": int(round(b0 + slope * (size - p0))),
+                                "measured": False})
+    return out

@@ -1,0 +1,316 @@
+"""Controls generated from the registries, and the 2-D pages' setting schemas.
+
+- Optimizer controls come from ``OPTIMIZERS[name].specs`` (``HyperSpec``): a select slider over
+  1-2-5 values for ``log=True`` floats, a slider over ``ui_low..ui_high`` for linear floats and
+  integers (widened to include a value from a link), a select box for choices.
+- Landscape parameters come from ``landscapes.parameters(name)``.
+- The field lists (``playground_fields``, ``compare_fields``) are the pages' full settings: the URL,
+  the widgets and the lesson buttons all use them, so a value is validated the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import landscapes
+from optimizers import OPTIMIZERS, HyperSpec
+
+from app import state
+from app.presets import PLAYGROUND_DEFAULT, SWEEP_DEFAULTS, demo_defaults
+from app.state import Field
+
+LANDSCAPE_NAMES = [*landscapes.names(), "custom"]
+MAX_STEPS = 5000
+MAX_REPEATS = 20
+MAX_SEED = 10**6
+BUDGET_OPTIONS: list[Any] = [None, 1, 2, 3, 4, 5, 10, 20, 50, 100, 1000]
+FAIR_MODES = {"off": "off", "path": "equal path length", "budget": "equal forward passes"}
+COLOUR_MODES = ("auto", "log", "linear")
+#: Hyperparameters the Compare page can sweep (plus the global seed budget).
+SWEEPABLE = ("beta1", "beta2", "horizon", "lr", "eps", "warmup", "delta", "weight_decay", "hessian_smooth",
+             "distribution")
+
+
+# --------------------------------------------------------------------------------- number formats
+def fmt(v: Any) -> str:
+    if v is None:
+        return "none"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def nice_values(low: float, high: float) -> list[float]:
+    """1-2-5 values from ``low`` to ``high`` (both > 0), for log-scale select sliders."""
+    out = []
+    for k in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1):
+        for m in (1, 2, 5):
+            v = float(f"{m}e{k}")
+            if low * (1 - 1e-9) <= v <= high * (1 + 1e-9):
+                out.append(v)
+    return out
+
+
+def spec_options(spec: HyperSpec, current: Any) -> list[Any]:
+    """Options of a select slider for a log float (or a zero-or-tiny float such as HiZOO's α)."""
+    lo, hi = spec.ui_low, spec.ui_high
+    if spec.log:
+        opts = nice_values(lo, hi)
+    else:
+        opts = [0.0] + nice_values(max(min(abs(spec.default), hi), 1e-12), hi)
+    if current is not None and current not in opts:
+        opts.append(float(current))
+    return sorted(set(opts))
+
+
+def control_kind(spec: HyperSpec) -> str:
+    """How a spec is shown: ``select`` (choice), ``log`` (select slider), ``slider``."""
+    if spec.kind == "choice":
+        return "select"
+    if spec.kind == "float" and (spec.log or (spec.ui_low == 0 and spec.default
+                                               and abs(spec.default) < (spec.ui_high - spec.ui_low) / 100)):
+        return "log"
+    return "slider"
+
+
+def slider_step(spec: HyperSpec) -> float:
+    span = spec.ui_high - spec.ui_low
+    return float(10 ** math.floor(math.log10(span / 100))) if span > 0 else 0.01
+
+
+# --------------------------------------------------------------------------------- schemas
+def landscape_fields(default: str = "rosenbrock") -> list[Field]:
+    return [
+        state.choice_field("ls", default, LANDSCAPE_NAMES, "The landscape"),
+        state.float_field("kappa", 100.0, 1.0, 1e6, "Condition number of the quadratic"),
+        state.float_field("angle", 0.0, -360.0, 360.0, "Rotation of the quadratic's valley (degrees)"),
+        state.text_field("expr", "x**2 + 10*y**2", landscapes.MAX_LENGTH, "Custom formula in x and y"),
+        state.float_field("dx0", -3.0, -1e6, 1e6), state.float_field("dx1", 3.0, -1e6, 1e6),
+        state.float_field("dy0", -3.0, -1e6, 1e6), state.float_field("dy1", 3.0, -1e6, 1e6),
+        _opt_float("x0"), _opt_float("y0"),
+    ]
+
+
+def _opt_float(key: str) -> Field:
+    """A start coordinate: a number, or ``none`` for the landscape's own start."""
+
+    def parse(raw: str):
+        text = str(raw).strip().lower()
+        if text in ("", "none"):
+            return None
+        try:
+            v = float(text)
+        except ValueError:
+            raise ValueError(f"{key}={raw!r} is not a number; allowed: a number, or none for the "
+                             "landscape's start") from None
+        if not (math.isfinite(v) and abs(v) <= 1e6):
+            raise ValueError(f"{key}={raw!r} is out of range; allowed: a finite number within ±1e6, or none")
+        return v
+
+    return Field(key, None, parse, state.fmt_number)
+
+
+def run_fields() -> list[Field]:
+    return [
+        state.int_field("steps", PLAYGROUND_DEFAULT["steps"], 1, MAX_STEPS, help="Optimizer steps"),
+        state.int_field("seed", 0, 0, MAX_SEED, help="Seed of the first run (repeats use the next seeds)"),
+        state.int_field("budget", None, 1, MAX_SEED, optional=True, help="Seed budget; none draws fresh seeds"),
+        state.int_field("repeats", 1, 1, MAX_REPEATS, help="Runs over consecutive seeds"),
+    ]
+
+
+def all_optimizer_fields() -> list[Field]:
+    out: list[Field] = []
+    for name in OPTIMIZERS:
+        out += state.optimizer_fields(name, demo_defaults(name))
+    return out
+
+
+def playground_fields() -> list[Field]:
+    names = list(OPTIMIZERS)
+    return [
+        *landscape_fields(PLAYGROUND_DEFAULT["ls"]), *run_fields(),
+        state.list_field("opts", PLAYGROUND_DEFAULT["opts"], names, min_len=1, help="Optimizers"),
+        state.choice_field("fair", "off", list(FAIR_MODES), "Fair comparison"),
+        state.choice_field("colour", "auto", COLOUR_MODES, "Colour scale"),
+        state.bool_field("surface3d", False, "Also show the 3-D surface"),
+        *all_optimizer_fields(),
+    ]
+
+
+def compare_fields() -> list[Field]:
+    return [
+        *landscape_fields("rosenbrock"), *run_fields(),
+        state.choice_field("opt", "adamezo", list(OPTIMIZERS), "Optimizer"),
+        state.choice_field("param", "beta1", [*SWEEPABLE, "seed_budget"], "Swept hyperparameter"),
+        state.text_field("values", SWEEP_DEFAULTS["beta1"], 200, "Values, comma-separated"),
+        *all_optimizer_fields(),
+    ]
+
+
+def defaults(fields: Sequence[Field]) -> dict[str, Any]:
+    return {f.key: f.default for f in fields}
+
+
+def setting_from_params(fields: Sequence[Field], params: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A full typed setting from URL-style values (defaults where missing), and messages for bad ones."""
+    values, errors = state.parse_params(fields, params)
+    return defaults(fields) | values, errors
+
+
+def hyper_of(values: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """Optimizer ``name``'s hyperparameters from a setting (its ``NAME.hyper`` entries)."""
+    specs = state.optimizer_specs(name)
+    base = demo_defaults(name)
+    return {k: values.get(f"{name}.{k}", base[k]) for k in specs}
+
+
+def parse_sweep_values(text: str, name: str, param: str) -> list[Any]:
+    """The swept values, each validated by the registry's spec (or as a seed budget); ``ValueError``
+    with a sentence on the first bad one."""
+    items = [s.strip() for s in str(text).split(",") if s.strip()]
+    if not items:
+        raise ValueError("give at least one value to sweep, separated by commas")
+    if len(items) > 8:
+        raise ValueError(f"{len(items)} values given; allowed: at most 8")
+    if param == "seed_budget":
+        f = state.int_field("seed budget", None, 1, MAX_SEED, optional=True)
+        out = [f.read(s) for s in items]
+    else:
+        specs = OPTIMIZERS[name].specs
+        if param not in specs:
+            raise ValueError(f"{OPTIMIZERS[name].title} has no hyperparameter {param!r}; "
+                             f"it has: {', '.join(state.optimizer_specs(name))}")
+        f = state.spec_field(param, specs[param], OPTIMIZERS[name].title)
+        out = [f.read(s) for s in items]
+    unique = list(dict.fromkeys(out))
+    return unique
+
+
+def sweepable(name: str) -> list[str]:
+    specs = OPTIMIZERS[name].specs
+    out = [p for p in SWEEPABLE if p in specs]
+    if OPTIMIZERS[name].zeroth_order:
+        out.append("seed_budget")
+    return out
+
+
+# --------------------------------------------------------------------------------- widgets
+def optimizer_controls(page: str, name: str, container=None, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One widget per hyperparameter of ``name`` (generated from its specs); returns their values.
+
+    ``base`` gives the starting values (default: the 2-D starting values over the registry's)."""
+    import streamlit as st
+
+    box = container if container is not None else st
+    out: dict[str, Any] = {}
+    base = dict(base) if base is not None else demo_defaults(name)
+    title = OPTIMIZERS[name].title
+    for k, spec in state.optimizer_specs(name).items():
+        f = state.spec_field(f"{name}.{k}", spec, title, base[k])
+        key = state.ensure(page, f)
+        current = st.session_state[key]
+        label = k.replace("_", " ")
+        kind = control_kind(spec)
+        if kind == "select":
+            if current not in spec.choices:
+                st.session_state[key] = spec.default
+            out[k] = box.selectbox(label, spec.choices, key=key, help=spec.help)
+        elif kind == "log":
+            opts = spec_options(spec, current)
+            out[k] = box.select_slider(label, options=opts, key=key, help=spec.help, format_func=fmt)
+        else:
+            lo, hi = spec.ui_low, spec.ui_high
+            if spec.kind == "int":
+                lo, hi = int(min(lo, current)), int(max(hi, current))
+                out[k] = box.slider(label, lo, hi, key=key, step=1, help=spec.help)
+            else:
+                lo, hi = float(min(lo, current)), float(max(hi, current))
+                st.session_state[key] = float(current)
+                out[k] = box.slider(label, lo, hi, key=key, step=slider_step(spec), help=spec.help,
+                                    format="%g")
+    return out
+
+
+def landscape_controls(page: str, fields: Mapping[str, Field], on_change=None, container=None) -> dict[str, Any]:
+    """Landscape picker, its parameters (from ``landscapes.parameters``), custom formula and domain,
+    and the start point. Returns the chosen values."""
+    import streamlit as st
+
+    box = container if container is not None else st
+    v: dict[str, Any] = {}
+    k = state.ensure(page, fields["ls"])
+    titles = {n: (landscapes.LANDSCAPES[n].title if n in landscapes.LANDSCAPES else "Custom formula…")
+              for n in LANDSCAPE_NAMES}
+    v["ls"] = box.selectbox("Landscape", LANDSCAPE_NAMES, key=k, format_func=lambda n: titles[n],
+                            on_change=on_change, help="A test function, or type your own formula.")
+    params = landscapes.parameters(v["ls"]) if v["ls"] != "custom" else {}
+    for pname, p in params.items():
+        key = state.ensure(page, fields[pname])
+        current = float(st.session_state[key])
+        if p.log:
+            opts = sorted(set(nice_values(p.low, p.high)) | {current})
+            v[pname] = box.select_slider(pname, options=opts, key=key, format_func=fmt, help=p.help)
+        else:
+            st.session_state[key] = current
+            v[pname] = box.slider(pname, float(p.low), float(p.high), key=key, step=1.0, help=p.help)
+    if v["ls"] == "custom":
+        v["expr"] = box.text_input("f(x, y) =", key=state.ensure(page, fields["expr"]),
+                                   max_chars=landscapes.MAX_LENGTH, on_change=on_change,
+                                   help="Numbers, x, y, pi, e, + - * / ** and functions such as sin, exp, "
+                                        "log, sqrt, abs.")
+        c1, c2, c3, c4 = box.columns(4)
+        for col, key in zip((c1, c2, c3, c4), ("dx0", "dx1", "dy0", "dy1")):
+            v[key] = col.number_input(key.replace("d", "", 1), key=state.ensure(page, fields[key]),
+                                      format="%g", on_change=on_change, step=0.5)
+    c1, c2 = box.columns(2)
+    for col, key in zip((c1, c2), ("x0", "y0")):
+        skey = state.ensure(page, fields[key])
+        v[key] = col.number_input(f"start {key[0]}", value=None, key=skey, format="%.4g", step=0.1,
+                                  placeholder="landscape's start",
+                                  help="Empty: the landscape's own start. Click the contour to set it.")
+    return v
+
+
+def run_controls(page: str, fields: Mapping[str, Field], container=None, with_repeats: bool = True) -> dict[str, Any]:
+    import streamlit as st
+
+    box = container if container is not None else st
+    v: dict[str, Any] = {}
+    c1, c2 = box.columns(2)
+    v["steps"] = c1.number_input("steps", 1, MAX_STEPS, key=state.ensure(page, fields["steps"]), step=50,
+                                 help="Optimizer steps (1 to 5000).")
+    v["seed"] = c2.number_input("seed", 0, MAX_SEED, key=state.ensure(page, fields["seed"]), step=1,
+                                help=fields["seed"].help)
+    bkey = state.ensure(page, fields["budget"])
+    opts = list(BUDGET_OPTIONS)
+    if st.session_state[bkey] not in opts:
+        opts = [None] + sorted([o for o in opts if o is not None] + [int(st.session_state[bkey])])
+    v["budget"] = box.select_slider("seed budget", options=opts, key=bkey, format_func=fmt,
+                                    help="Size of the pool of random directions (as when steps are far fewer "
+                                         "than parameters); none draws a fresh direction each step.")
+    if with_repeats:
+        v["repeats"] = box.slider("repeats (seeds)", 1, MAX_REPEATS, key=state.ensure(page, fields["repeats"]),
+                                  help="Runs over seeds seed, seed+1, …: the loss plot shows the median and "
+                                       "a 10–90 % band.")
+    return v
+
+
+def start_point(values: Mapping[str, Any], ls) -> tuple[float, float]:
+    x = values.get("x0")
+    y = values.get("y0")
+    return (float(ls.start[0] if x is None else x), float(ls.start[1] if y is None else y))
+
+
+def landscape_key_of(values: Mapping[str, Any]):
+    from app.compute import landscape_key
+
+    name = values["ls"]
+    if name == "custom":
+        return landscape_key("custom", expr=values["expr"],
+                             domain=((values["dx0"], values["dx1"]), (values["dy0"], values["dy1"])))
+    params = {p: values[p] for p in landscapes.parameters(name)}
+    return landscape_key(name, params)
+

@@ -1,0 +1,24 @@
+"""Entry point: ``streamlit run app/main.py``. One file per page under ``app/pages/``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # so that ``import app.figures`` works however the app is started
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+st.set_page_config(page_title="AdaMeZO lab", page_icon="🧭", layout="wide")
+
+PAGES = [
+    st.Page("pages/playground.py", title="Playground", icon="🎯", url_path="playground", default=True),
+    st.Page("pages/compare.py", title="Compare", icon="📊", url_path="compare"),
+    st.Page("pages/lessons.py", title="Lessons", icon="🎓", url_path="lessons"),
+    st.Page("pages/llm.py", title="LLM fine-tune", icon="🤖", url_path="llm"),
+]
+
+page = st.navigation(PAGES)
+page.run()

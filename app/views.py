@@ -1,0 +1,224 @@
+"""Result views shared by the pages and the lessons: compute a setting (cached), show its figures,
+tables, messages and downloads. Every library error becomes an ``st.error`` sentence, never a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import streamlit as st
+
+from optimizers import OPTIMIZERS
+
+from app import compute, controls
+from app import figures as F
+
+
+def _landscape(values: Mapping[str, Any]):
+    """The landscape of a setting, or ``None`` after showing why it could not be built."""
+    try:
+        key = controls.landscape_key_of(values)
+        return key, compute.build_landscape(key)
+    except ValueError as exc:
+        st.error(f"The landscape could not be built: {exc}")
+        return None, None
+
+
+def divergence_messages(paths: Sequence[F.Path], domain) -> list[str]:
+    """One sentence per run that diverged or left the plotted domain."""
+    out = []
+    for p in paths:
+        if p.diverged_at is not None:
+            out.append(f"{p.label} diverged at step {p.diverged_at}: the loss became non-finite, so the run "
+                       f"stopped there (marked ✕). Try a smaller lr or eps.")
+        else:
+            left = F.escaped_at(p.xy, domain)
+            if left is not None:
+                out.append(f"{p.label} left the plotted domain at step {left} (final loss {p.loss[-1]:.3g}); "
+                           f"its lr is probably too large for this landscape.")
+    return out
+
+
+def playground_results(values: Mapping[str, Any], *, key: str, click: bool = False,
+                       downloads: bool = True, show_3d: bool = True) -> dict[str, Any] | None:
+    """Run every chosen optimizer of a Playground setting and show the figures. Returns what was
+    drawn (figures, paths) for the tests, or ``None`` when nothing could be run."""
+    lkey, ls = _landscape(values)
+    if ls is None:
+        return None
+    start = controls.start_point(values, ls)
+    steps, seed, budget, repeats = int(values["steps"]), int(values["seed"]), values["budget"], int(values["repeats"])
+    names = list(values["opts"])
+    if not names:
+        st.error("Choose at least one optimizer.")
+        return None
+    hypers = {n: controls.hyper_of(values, n) for n in names}
+    steps_of = {n: steps for n in names}
+    fair = values.get("fair", "off")
+    notes = []
+    if fair == "budget":
+        total, steps_of = compute.budget_steps(names, steps)
+        notes.append(f"Equal forward passes: every optimizer gets {total} forward passes (2 × {steps} steps): "
+                     + ", ".join(f"{OPTIMIZERS[n].title} {s} steps" for n, s in steps_of.items())
+                     + ". First-order Adam's backward pass is not counted.")
+    elif fair == "path" and len(names) > 1:
+        ref = "adam" if "adam" in names else names[0]
+        ref_run = compute.trajectory(lkey, ref, steps, compute.hyper_items(hypers[ref]), start, seed, budget)
+        target = ref_run.path_length
+        if ref_run.diverged_at is not None or not math.isfinite(target) or target <= 0:
+            st.warning(f"Equal path length needs a reference run that moves and stays finite; "
+                       f"{OPTIMIZERS[ref].title} did not, so the learning rates are left as set.")
+        else:
+            matched = []
+            with st.spinner("Matching path lengths (solving for each lr; cached afterwards)…"):
+                for n in names:
+                    if n == ref:
+                        continue
+                    others = {k: v for k, v in hypers[n].items() if k != "lr"}
+                    try:
+                        lr = compute.matched_lr(lkey, n, target, steps, compute.hyper_items(others), start, seed,
+                                                budget)
+                        hypers[n] = hypers[n] | {"lr": lr}
+                        matched.append(f"{OPTIMIZERS[n].title} lr = {lr:.4g}")
+                    except ValueError as exc:
+                        st.warning(f"Could not match {OPTIMIZERS[n].title}'s path length: {exc}")
+            notes.append(f"Equal path length: every path is as long as {OPTIMIZERS[ref].title}'s "
+                         f"({target:.3g}); " + ("; ".join(matched) or "nothing to match") + ".")
+    results, paths = [], []
+    colours = compute.colours(names)
+    for n in names:
+        try:
+            r = compute.run_setting(lkey, n, steps_of[n], hypers[n], start, seed, budget, repeats)
+        except ValueError as exc:
+            st.error(f"{OPTIMIZERS[n].title} could not run: {exc}")
+            continue
+        results.append(r)
+        paths.append(r.path(colours[n]))
+    if not paths:
+        return None
+    colour_mode = values.get("colour", "auto")
+    surf = compute.surface(lkey, 120, colour_mode)
+    surf.start = start
+    for note in notes:
+        st.caption(note)
+    for msg in divergence_messages(paths, surf.domain):
+        st.warning(msg)
+    align = "forward_passes" if fair == "budget" else "step"
+    fig = F.contour_animation(surf, paths, click_grid=16 if click else 0, align=align, max_frames=60,
+                              image=compute.contour_image(lkey, 120, colour_mode))
+    out: dict[str, Any] = {"contour": fig, "paths": paths, "results": results, "surface": surf}
+    tabs = st.tabs(["Contour", "3-D surface"]) if show_3d else [st.container()]
+    with tabs[0]:
+        left, right = st.columns([3, 2])
+        with left:
+            if click:
+                st.plotly_chart(fig, key=f"{key}:chart", on_select="rerun", selection_mode="points",
+                                config={"displaylogo": False})
+                st.caption("Press ▶ Play to animate; drag the slider to scrub. Click anywhere on the contour "
+                           "to start from there.")
+            else:
+                st.plotly_chart(fig, key=f"{key}:chart", config={"displaylogo": False})
+        with right:
+            loss = F.loss_figure(paths, ls.f_min, title="Loss against forward passes")
+            out["loss"] = loss
+            st.plotly_chart(loss, key=f"{key}:loss", config={"displaylogo": False})
+            rows = compute.metrics_rows(results, ls)
+            out["rows"] = rows
+            st.dataframe(rows, hide_index=True, key=f"{key}:table",
+                         column_config={"final loss": st.column_config.NumberColumn(format="%.4g"),
+                                        "distance to minimum": st.column_config.NumberColumn(format="%.4g"),
+                                        "path length": st.column_config.NumberColumn(format="%.4g"),
+                                        "lr": st.column_config.NumberColumn(format="%.4g")})
+    if show_3d:
+        with tabs[1]:
+            surf3 = compute.surface(lkey, 50, colour_mode)
+            fig3 = F.surface_animation(surf3, paths, align=align)
+            out["surface3d"] = fig3
+            st.plotly_chart(fig3, key=f"{key}:surface", config={"displaylogo": False})
+    if downloads:
+        download_row(surf, paths, key, align)
+    return out
+
+
+def download_row(surf: F.Surface, paths: Sequence[F.Path], key: str, align: str = "step") -> None:
+    """CSV of the trajectories, PNG of the figure, GIF of the animation (made when clicked)."""
+    c1, c2, c3 = st.columns(3)
+    c1.download_button("Trajectories (CSV)", F.trajectories_csv(paths), file_name="trajectories.csv",
+                       mime="text/csv", key=f"{key}:csv", on_click="ignore")
+    c2.download_button("Figure (PNG)", lambda: F.png_bytes(F.mpl_contour(surf, paths)), file_name="contour.png",
+                       mime="image/png", key=f"{key}:png", on_click="ignore")
+    c3.download_button("Animation (GIF)", lambda: F.gif_bytes(surf, paths, align=align), file_name="animation.gif",
+                       mime="image/gif", key=f"{key}:gif", on_click="ignore")
+
+
+def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = True) -> dict[str, Any] | None:
+    """One optimizer with one hyperparameter swept: small multiples, loss bands and a ranking table."""
+    lkey, ls = _landscape(values)
+    if ls is None:
+        return None
+    name, param = values["opt"], values["param"]
+    if param not in controls.sweepable(name):
+        st.error(f"{OPTIMIZERS[name].title} has no hyperparameter {param!r} to sweep; choose one of "
+                 f"{', '.join(controls.sweepable(name))}.")
+        return None
+    try:
+        sweep_values = controls.parse_sweep_values(values["values"], name, param)
+    except ValueError as exc:
+        st.error(f"The values to sweep are not valid: {exc}")
+        return None
+    start = controls.start_point(values, ls)
+    steps, seed, budget, repeats = int(values["steps"]), int(values["seed"]), values["budget"], int(values["repeats"])
+    base = controls.hyper_of(values, name)
+    results, panels, paths = [], [], []
+    colours = F.sweep_colours(len(sweep_values))
+    for v, colour in zip(sweep_values, colours):
+        label = f"{param} = {controls.fmt(v)}"
+        hyper, sb = dict(base), budget
+        if param == "seed_budget":
+            sb = v
+        else:
+            hyper[param] = v
+        try:
+            r = compute.run_setting(lkey, name, steps, hyper, start, seed, sb, repeats)
+        except ValueError as exc:
+            st.error(f"{label}: {exc}")
+            continue
+        results.append((v, r))
+        seed_paths = [F.Path(f"seed {t.seed}", colour, t.xy, t.loss, t.forward_passes, t.diverged_at)
+                      for t in r.runs]
+        panels.append((label, seed_paths))
+        p = r.path(colour)
+        p.label = label
+        paths.append(p)
+    if not results:
+        return None
+    surf = compute.surface(lkey, 70, "auto")
+    st.caption(f"{OPTIMIZERS[name].title} on {ls.title}, {steps} steps, {repeats} seed(s) from {seed}; "
+               f"everything else as set. Each panel shows every seed's path (✕: diverged).")
+    for msg in divergence_messages(paths, surf.domain):
+        st.warning(msg)
+    grid = F.small_multiples(surf, panels, ncols=min(4, len(panels)))
+    st.plotly_chart(grid, key=f"{key}:grid", config={"displaylogo": False})
+    loss = F.loss_figure(paths, ls.f_min, title="Loss against forward passes: median and 10–90 % band over seeds")
+    rows = compute.ranking_rows([v for v, _ in results], [r for _, r in results], controls.fmt)
+    c1, c2 = st.columns([3, 2])
+    c1.plotly_chart(loss, key=f"{key}:loss", config={"displaylogo": False})
+    c2.markdown("**Ranking** (median final loss over seeds; a diverged run counts as ∞)")
+    c2.dataframe(rows, hide_index=True, key=f"{key}:rank",
+                 column_config={c: st.column_config.NumberColumn(format="%.4g")
+                                for c in ("median final loss", "best seed", "worst seed", "median path length")})
+    if downloads:
+        all_paths = [F.Path(f"{lab}", p.colour, p.xy, p.loss, p.forward_passes, p.diverged_at,
+                            extra={"seed": p.label.split()[-1]})
+                     for lab, ps in panels for p in ps]
+        c1, c2 = st.columns(2)
+        c1.download_button("Trajectories (CSV)", F.trajectories_csv(all_paths), file_name="sweep.csv",
+                           mime="text/csv", key=f"{key}:csv", on_click="ignore")
+        first = [ps[0] for _, ps in panels]
+        for p, (lab, _) in zip(first, panels):
+            p.label = lab
+        c2.download_button("Paths (PNG)", lambda: F.png_bytes(F.mpl_contour(surf, first)), file_name="sweep.png",
+                           mime="image/png", key=f"{key}:png", on_click="ignore")
+    return {"grid": grid, "loss": loss, "rows": rows, "values": [v for v, _ in results]}

@@ -1,0 +1,53 @@
+"""Server-side re-render time of the Playground after a control change (three optimizers, 500 steps).
+
+    python benchmarks/app_rerender.py
+
+Runs the app under ``streamlit.testing.v1.AppTest`` (no browser) and times full script reruns after:
+a display-only change (colour scale: every trajectory cached), one optimizer's lr (one new
+trajectory), and the seed (three new trajectories). The browser test (``pytest -m browser -s``)
+prints the end-to-end time in Chromium, which adds the page's own drawing.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+logging.disable(logging.WARNING)
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+
+def timed(at, action, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        action(at)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=300)
+    at.query_params.update({"view": "playground", "opts": "mezo,adamezo,adam", "steps": "500"})
+    t0 = time.perf_counter()
+    at.run()
+    print(f"first run (imports, three 500-step trajectories): {time.perf_counter() - t0:.2f} s")
+    modes = iter(["linear", "log", "auto"] * 10)
+    display = timed(at, lambda a: a.radio(key="playground:colour").set_value(next(modes)).run())
+    lrs = iter([0.02, 0.03, 0.04, 0.06, 0.07, 0.08])
+    one = timed(at, lambda a: a.select_slider(key="playground:adamezo.lr").set_value(next(lrs)).run())
+    seeds = iter(range(1, 10))
+    three = timed(at, lambda a: a.number_input(key="playground:seed").set_value(next(seeds)).run())
+    print(f"re-render, display-only change (cached trajectories): {display:.2f} s")
+    print(f"re-render, one optimizer's lr (1 new 500-step trajectory): {one:.2f} s")
+    print(f"re-render, new seed (3 new 500-step trajectories): {three:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

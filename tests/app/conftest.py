@@ -1,0 +1,59 @@
+"""Shared helpers for the app tests: the repository root on sys.path, and AppTest page openers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+MAIN = str(ROOT / "app" / "main.py")
+
+
+def decode(value):
+    """A Plotly JSON array: plain list, or a typed array ``{"dtype", "bdata"}`` (plotly ≥ 6)."""
+    if isinstance(value, dict) and "bdata" in value:
+        arr = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        if "shape" in value:
+            shape = value["shape"]
+            shape = [int(s) for s in shape.split(",")] if isinstance(shape, str) else shape
+            arr = arr.reshape(shape)
+        return arr
+    return np.asarray(value, dtype=object) if value is not None else None
+
+
+def spec_of(chart) -> dict:
+    """The figure JSON a ``st.plotly_chart`` element sent."""
+    return json.loads(chart.proto.spec)
+
+
+def open_page(page: str | None, params: dict | None = None, timeout: float = 120):
+    """Run the app at ``page`` (``pages/NAME.py``) with URL ``params``, as a link would open it."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(MAIN, default_timeout=timeout)
+    if page is None:
+        for k, v in (params or {}).items():
+            at.query_params[k] = v
+        return at.run()
+    # AppTest needs one run before a page switch: make it a cheap one (one MeZO step).
+    for k, v in {"view": "playground", "opts": "mezo", "steps": "1"}.items():
+        at.query_params[k] = v
+    at.run()
+    at.switch_page(page)
+    at.query_params.clear()
+    for k, v in (params or {}).items():
+        at.query_params[k] = v
+    at.session_state["_page"] = ""  # a link opened in a new tab: the page reads the URL on arrival
+    return at.run()
+
+
+@pytest.fixture
+def page():
+    return open_page

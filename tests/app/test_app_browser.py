@@ -1,0 +1,155 @@
+"""Real-browser smoke test: Debian's chromium drives ``streamlit run app/main.py``.
+
+It loads the app, checks the playground's contour is drawn, presses ▶ Play and checks the contour is
+still there (the Plotly ``redraw: False`` trap), switches through every page, checks no exception or
+error element appears, and measures the re-render time after changing a control with three
+optimizers and 500 steps (printed; run with ``-s`` to see it).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                                      reason=f"{CHROMIUM} is absent (CI installs Debian's chromium)")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    env = dict(os.environ, ADAMEZO_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "localhost", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://localhost:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.terminate()
+        pytest.fail("streamlit did not start within 60 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def wait_idle(page, timeout=90_000) -> None:
+    """Wait until the script has finished running and the charts are drawn."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
+    page.wait_for_timeout(150)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
+
+
+def assert_no_errors(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+
+
+def contour_paths(page) -> int:
+    """Landscape background images drawn in the first chart (the contour)."""
+    return page.locator(".js-plotly-plot").first.locator(".imagelayer image").count()
+
+
+WATCH = """() => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    window.__sawRun = false;
+    if (window.__watch) window.__watch.disconnect();
+    window.__t0 = performance.now();
+    window.__log = [];
+    window.__watch = new MutationObserver(() => {
+        const state = app.getAttribute('data-test-script-state');
+        window.__log.push([state, Math.round(performance.now() - window.__t0)]);
+        if (state === 'running') window.__sawRun = true;
+    });
+    window.__watch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+}"""
+DONE = """() => window.__sawRun &&
+    document.querySelector('[data-testid="stApp"]').getAttribute('data-test-script-state') === 'notRunning' &&
+    document.querySelectorAll('.js-plotly-plot .imagelayer image').length > 0"""
+
+
+def rerender(page, action, timeout=90_000) -> float:
+    """Seconds from a control change until the script has run and the contour is drawn again."""
+    page.evaluate(WATCH)
+    t0 = time.perf_counter()
+    action()
+    page.wait_for_function(DONE, timeout=timeout, polling=20)
+    elapsed = time.perf_counter() - t0
+    print("  script states (ms after the change):", page.evaluate("window.__log"))
+    return elapsed
+
+
+def test_app_in_a_real_browser(server):
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        page.goto(f"{server}/?view=playground&opts=mezo,adamezo,adam&steps=500", timeout=60_000)
+        page.wait_for_selector(".js-plotly-plot .imagelayer image", state="attached", timeout=120_000)
+        wait_idle(page)
+        assert_no_errors(page)
+        assert contour_paths(page) == 1
+        chart = page.locator(".js-plotly-plot").first
+        traces = chart.locator(".scatterlayer .trace").count()
+        assert traces >= 10  # colour bar, minima, start, 3 paths, divergence marks, click grid, heads, trails
+        head = chart.locator(".scatterlayer .trace").nth(traces - 2).locator("path.point").first
+        before = head.get_attribute("transform")
+
+        # Play: the heads move, the landscape and the paths stay.
+        chart.locator(".updatemenu-button").first.click()
+        page.wait_for_timeout(1200)
+        assert contour_paths(page) == 1
+        assert chart.locator(".scatterlayer .trace").count() == traces
+        assert head.get_attribute("transform") != before
+        chart.locator(".updatemenu-button").nth(1).click()  # pause
+        assert_no_errors(page)
+
+        # Re-render after changing controls, three optimizers and 500 steps.
+        colour = rerender(page, lambda: page.get_by_text("linear", exact=True).first.click())
+        assert_no_errors(page)
+        seed_box = page.locator('[data-testid="stNumberInput"] input').nth(3)  # start x, start y, steps, seed
+        seed = rerender(page, lambda: (seed_box.fill("1"), seed_box.press("Enter")))
+        assert_no_errors(page)
+        cached = rerender(page, lambda: (seed_box.fill("0"), seed_box.press("Enter")))
+        print(f"\nre-render after a control change (3 optimizers, 500 steps): colour scale {colour:.2f} s, "
+              f"new seed (3 new trajectories) {seed:.2f} s, back to a cached seed {cached:.2f} s")
+        assert page.url.find("seed=0") > 0
+
+        # Every page, through the navigation.
+        for title in ("Compare", "Lessons", "LLM fine-tune", "Playground"):
+            page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+            page.wait_for_timeout(300)
+            wait_idle(page)
+            assert_no_errors(page)
+            if title in ("Compare", "Lessons", "Playground"):
+                page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+            if title == "LLM fine-tune":
+                page.wait_for_selector("text=Start runs", timeout=30_000)
+        browser.close()

@@ -1,0 +1,270 @@
+"""Every page under AppTest, with default and edge settings: figure data, tables, URL and messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import landscapes
+from conftest import decode, open_page, spec_of
+
+PLAY = "pages/playground.py"
+COMPARE = "pages/compare.py"
+LESSONS = "pages/lessons.py"
+LLM = "pages/llm.py"
+
+
+def no_crash(at):
+    assert [e.value for e in at.exception] == []
+
+
+def contour_spec(at) -> dict:
+    spec = spec_of(at.get("plotly_chart")[0])
+    assert spec["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
+    assert spec["data"][0]["name"] == "landscape"
+    return spec
+
+
+def path_traces(spec) -> dict:
+    return {t["name"]: t for t in spec["data"] if t.get("mode") == "lines"
+            and not t["name"].endswith((" (now)", " (trail)"))}
+
+
+# --------------------------------------------------------------------------------- playground
+def test_playground_default_runs_three_optimizers_and_matches_the_library():
+    at = open_page(None, {"surface3d": "1"})
+    no_crash(at)
+    assert [e.value for e in at.error] == [] and [w.value for w in at.warning] == []
+    spec = contour_spec(at)
+    paths = path_traces(spec)
+    assert list(paths) == ["MeZO", "AdaMeZO", "Adam (first order)"]
+    assert len(spec["frames"]) == 60  # 501 steps subsampled
+    assert [fr["name"] for fr in spec["frames"]][:3] == ["0", "8", "17"] and spec["frames"][-1]["name"] == "500"
+    assert all(0 not in fr["traces"] for fr in spec["frames"])
+    assert len(json.dumps(spec)) < 2_000_000
+    # The shown path is the library's trajectory for the default setting.
+    ref = landscapes.run_trajectory("rosenbrock", "adamezo", 500, {"lr": 0.05}, seed=0)
+    xs = decode(paths["AdaMeZO"]["x"]).astype(float)
+    assert len(xs) == 501
+    assert xs[-1] == pytest.approx(ref.xy[-1, 0], rel=1e-4)
+    table = at.dataframe[0].value
+    assert list(table["optimizer"]) == ["MeZO", "AdaMeZO", "Adam (first order)"]
+    row = table[table["optimizer"] == "AdaMeZO"].iloc[0]
+    assert row["final loss"] == pytest.approx(ref.final_loss)
+    assert row["forward passes"] == 1000 and row["path length"] == pytest.approx(ref.path_length)
+    # The URL holds the full setting.
+    qp = at.query_params
+    assert qp["view"] == "playground" and qp["opts"] == "mezo,adamezo,adam" and qp["adamezo.beta1"] == "0.7"
+    # Loss plot: log axis, x = forward passes.
+    loss = spec_of(at.get("plotly_chart")[1])
+    assert loss["layout"]["yaxis"]["type"] == "log"
+    # The 3-D surface keeps its surface trace out of the frames.
+    surf = spec_of(at.get("plotly_chart")[2])
+    assert surf["data"][0]["type"] == "surface" and all(0 not in fr["traces"] for fr in surf["frames"])
+
+
+def test_playground_edge_setting_one_step_repeats_and_changing_a_control():
+    at = open_page(PLAY, {"view": "playground", "opts": "adamezo", "steps": "1", "repeats": "3", "ls": "quadratic",
+                          "kappa": "1000", "angle": "30", "budget": "2", "x0": "1", "y0": "-1"})
+    no_crash(at)
+    spec = contour_spec(at)
+    assert len(spec["frames"]) == 2
+    start = next(t for t in spec["data"] if t["name"] == "start")
+    assert (start["x"][0], start["y"][0]) == (1.0, -1.0)
+    table = at.dataframe[0].value
+    assert table["steps"].iloc[0] == 1 and table["diverged runs"].iloc[0] == "0/3"
+    assert "κ = 1000, 30°" in spec["layout"]["title"]["text"]
+    # Changing a control re-runs and rewrites the URL.
+    at.select_slider(key="playground:adamezo.lr").set_value(0.1).run()
+    no_crash(at)
+    assert at.query_params["adamezo.lr"] == "0.1"
+    assert at.dataframe[0].value["lr"].iloc[0] == pytest.approx(0.1)
+
+
+def test_playground_bad_link_values_warn_and_fall_back():
+    at = open_page(PLAY, {"view": "playground", "steps": "abc", "adamezo.beta1": "1.5", "opts": "mezo,nope",
+                          "ls": "atlantis"})
+    no_crash(at)
+    warnings = "\n".join(w.value for w in at.warning)
+    assert "steps='abc' is not an integer" in warnings and "Using steps=500 instead" in warnings
+    assert "invalid beta1=1.5 (too large); allowed: a number >= 0 and < 1" in warnings
+    assert "unknown value 'nope'" in warnings and "ls='atlantis' is not a known option" in warnings
+    assert at.slider(key="playground:adamezo.beta1").value == 0.7
+    assert at.query_params["steps"] == "500" and at.query_params["ls"] == "rosenbrock"
+    assert len(path_traces(contour_spec(at))) == 3
+
+
+def test_playground_custom_formula_good_and_bad():
+    at = open_page(PLAY, {"view": "playground", "ls": "custom", "expr": "x**2 + 10*y**2", "opts": "mezo",
+                          "steps": "20"})
+    no_crash(at)
+    spec = contour_spec(at)
+    assert spec["layout"]["images"][0]["sizex"] == pytest.approx(6.0)  # the default custom domain
+    click = next(t for t in spec["data"] if t["name"] == "click to start here")
+    f = decode(click["customdata"]).astype(float)
+    x, y = decode(click["x"]).astype(float), decode(click["y"]).astype(float)
+    assert f[0] == pytest.approx(x[0] ** 2 + 10 * y[0] ** 2, rel=0.05)
+    at = open_page(PLAY, {"view": "playground", "ls": "custom", "expr": "__import__('os').system('true')",
+                          "opts": "mezo", "steps": "20"})
+    no_crash(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("The landscape could not be built: invalid formula")
+    assert at.get("plotly_chart") == [] or len(at.get("plotly_chart")) == 0
+
+
+def test_playground_divergence_is_a_marked_end_and_a_message():
+    at = open_page(PLAY, {"view": "playground", "ls": "custom", "expr": "sqrt(x) + y**2", "dx0": "0", "dx1": "3",
+                          "dy0": "-1", "dy1": "1", "opts": "mezo,adam", "mezo.lr": "0.05", "steps": "50"})
+    no_crash(at)
+    warnings = [w.value for w in at.warning]
+    assert any(w.startswith("MeZO diverged at step ") for w in warnings)
+    spec = contour_spec(at)
+    marker = next(t for t in spec["data"] if t["name"] == "diverged")
+    assert len(marker["x"]) >= 1 and "MeZO diverged at step" in marker["hovertext"][0]
+    # Escaping without a non-finite value is reported too.
+    at = open_page(PLAY, {"view": "playground", "opts": "mezo", "mezo.lr": "0.05", "steps": "100"})
+    assert any("MeZO left the plotted domain at step" in w.value for w in at.warning)
+
+
+def test_playground_fair_comparison_budget_and_path_length():
+    at = open_page(PLAY, {"view": "playground", "opts": "mezo,adam,hizoo", "steps": "40", "fair": "budget"})
+    no_crash(at)
+    table = at.dataframe[0].value.set_index("optimizer")
+    assert table.loc["MeZO", "steps"] == 40 and table.loc["Adam (first order)", "steps"] == 80
+    assert table.loc["HiZOO", "steps"] == 26
+    assert table.loc["MeZO", "forward passes"] == 80 and table.loc["HiZOO", "forward passes"] == 78
+    assert any("Equal forward passes: every optimizer gets 80 forward passes" in c.value for c in at.caption)
+    at = open_page(PLAY, {"view": "playground", "opts": "adam,adamezo", "steps": "30", "fair": "path"})
+    no_crash(at)
+    table = at.dataframe[0].value.set_index("optimizer")
+    ref = table.loc["Adam (first order)", "path length"]
+    assert table.loc["AdaMeZO", "path length"] == pytest.approx(ref, rel=0.03)
+    assert table.loc["AdaMeZO", "lr"] != pytest.approx(0.05)
+    assert any("Equal path length" in c.value for c in at.caption)
+
+
+# --------------------------------------------------------------------------------- compare
+def test_compare_default_small_multiples_bands_and_ranking():
+    at = open_page(COMPARE, {"view": "compare", "steps": "100", "repeats": "2"})
+    no_crash(at)
+    grid, loss = (spec_of(c) for c in at.get("plotly_chart"))
+    assert sum(t["type"] == "contour" for t in grid["data"]) == 4
+    assert [a["text"] for a in grid["layout"]["annotations"]] == [f"beta1 = {v}" for v in ("0", "0.5", "0.7", "0.9")]
+    bands = [t for t in loss["data"] if t["name"].endswith(" band")]
+    assert len(bands) == 4
+    rank = at.dataframe[0].value
+    assert list(rank["rank"]) == [1, 2, 3, 4]
+    finals = list(rank["median final loss"])
+    assert finals == sorted(finals)
+    # The ranking's numbers are the library's: median over seeds 0 and 1.
+    best = rank.iloc[0]
+    b1 = float(best["value"])
+    ref = [landscapes.run_trajectory("rosenbrock", "adamezo", 100, {"lr": 0.05, "beta1": b1}, seed=s).final_loss
+           for s in (0, 1)]
+    assert best["median final loss"] == pytest.approx(float(np.median(ref)))
+
+
+def test_compare_seed_budget_and_bad_values():
+    at = open_page(COMPARE, {"view": "compare", "opt": "mezo", "param": "seed_budget", "values": "1, 2, none",
+                             "ls": "rotated-quadratic", "steps": "50", "mezo.lr": "0.008"})
+    no_crash(at)
+    assert list(at.dataframe[0].value["value"]) != []
+    assert sorted(at.dataframe[0].value["value"]) == ["1", "2", "none"]
+    at = open_page(COMPARE, {"view": "compare", "values": "0.5, 2", "steps": "20"})
+    no_crash(at)
+    assert [e.value for e in at.error] == [
+        "The values to sweep are not valid: beta1: AdaMeZO: invalid beta1=2.0 (too large); "
+        "allowed: a number >= 0 and < 1"]
+    at = open_page(COMPARE, {"view": "compare", "opt": "mezo", "param": "horizon", "steps": "20"})
+    no_crash(at)
+    assert any("MeZO has no hyperparameter 'horizon' to sweep" in e.value for e in at.error)
+    assert at.selectbox(key="compare:param").value == "lr"
+
+
+# --------------------------------------------------------------------------------- lessons
+@pytest.mark.parametrize("slug", ["curvature", "momentum", "seed-budget", "rotated"])
+def test_each_lesson_draws_its_figure_and_a_verdict(slug):
+    at = open_page(LESSONS, {"view": "lessons", "lesson": slug})
+    no_crash(at)
+    assert at.get("plotly_chart")
+    verdict = [m.value for m in at.markdown if m.value.startswith(("**Median final loss", "**Best value"))]
+    assert len(verdict) == 1
+    assert at.button(key=f"lessons:load:{slug}")
+
+
+def test_lesson_button_loads_the_exact_setting():
+    at = open_page(LESSONS, {"view": "lessons", "lesson": "curvature"})
+    at.button(key="lessons:load:curvature").click().run()
+    no_crash(at)
+    assert at.query_params["mezo.lr"] == "0.012" and at.query_params["opts"] == "mezo,adamezo"
+    assert at.query_params["kappa"] == "100" and at.query_params["view"] == "playground"
+    assert list(path_traces(contour_spec(at))) == ["MeZO", "AdaMeZO"]
+
+
+def test_memory_lesson_numbers_come_from_the_library():
+    at = open_page(LESSONS, {"view": "lessons", "lesson": "memory"})
+    no_crash(at)
+    table = at.dataframe[0].value
+    measured = table[table["parameters"] == "100,000"].set_index("optimizer")
+    assert set(measured["source"]) == {"measured"}
+    assert measured.loc["AdaMeZO", "bytes"] == 16 * 10  # K = 10 (seed, c) pairs
+    assert measured.loc["MeZO", "bytes"] < 100
+    assert 800_000 <= measured.loc["Adam (first order)", "bytes"] < 800_100  # m and v in float32
+    assert 800_000 <= measured.loc["ZO-Adam", "bytes"] < 800_100
+    assert 400_000 <= measured.loc["HiZOO", "bytes"] < 400_100
+    big = table[table["parameters"] == "13,000,000,000"].set_index("optimizer")
+    assert big.loc["AdaMeZO", "bytes"] == 160 and big.loc["Adam (first order)", "bytes"] >= 104e9
+    bars = spec_of(at.get("plotly_chart")[0])
+    assert bars["layout"]["yaxis"]["type"] == "log" and len(bars["data"]) == 5
+
+
+def test_lessons_bad_link_falls_back_to_the_first_lesson():
+    at = open_page(LESSONS, {"view": "lessons", "lesson": "astrology"})
+    no_crash(at)
+    assert any("lesson='astrology' is not a known option" in w.value for w in at.warning)
+    assert at.query_params["lesson"] == "curvature"
+
+
+# --------------------------------------------------------------------------------- LLM page
+def fake_run(root, name, status="finished", steps=20):
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "started").touch()
+    (d / "config.json").write_text(json.dumps({"optimizer": "adamezo", "steps": steps, "hyper": {}, "seed": 0}))
+    (d / "status.json").write_text(json.dumps({"status": status}))
+    lines = []
+    for s in range(1, steps + 1):
+        rec = {"step": s, "forward_passes": 2 * s, "train_loss": 1.0 / s, "wall_time_s": 0.5 * s,
+               "peak_memory_bytes": 123_456_789, "optimizer_state_bytes": 160}
+        if s % 10 == 0:
+            rec |= {"eval_loss": 0.5, "eval_accuracy": 0.5 + s / 100}
+        lines.append(json.dumps(rec))
+    (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return d
+
+
+def test_llm_page_finds_runs_and_shows_counters_and_charts(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(tmp_path))
+    fake_run(tmp_path, "old-run")
+    at = open_page(LLM, {"view": "llm"})
+    no_crash(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["forward passes"] == "40" and metrics["steps / s"] == "2.00"
+    assert metrics["optimizer state"] == "160 B" and metrics["peak memory"] == "118 MiB"
+    assert metrics["dev accuracy"] == "0.700"
+    loss, acc = (spec_of(c) for c in at.get("plotly_chart"))
+    assert list(loss["data"][0]["x"]) == list(range(2, 42, 2))
+    assert list(acc["data"][0]["y"]) == [0.6, 0.7]
+    assert at.query_params["opts"] == "mezo,adamezo" and at.query_params["adamezo.lr"] == "0.0001"
+
+
+def test_llm_page_bad_input_is_an_error_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(tmp_path))
+    at = open_page(LLM, {"view": "llm", "model": str(tmp_path / "missing-model"), "opts": "mezo", "steps": "0"})
+    no_crash(at)
+    assert any("steps='0' is out of range" in w.value for w in at.warning)
+    at.button(key="llm:start").click().run()
+    no_crash(at)
+    assert any("MeZO did not start" in e.value and "no such model folder" in e.value for e in at.error)
