@@ -1,4 +1,8 @@
-"""Entry point: ``streamlit run app/main.py``. One file per page under ``app/pages/``."""
+"""Entry point: ``streamlit run app/main.py``. One file per page under ``app/app_pages/``.
+
+(Not ``app/pages/``: Streamlit would also treat that folder as legacy pages and run a page without this
+entry point when a shared link opens it directly.)
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,10 @@ import streamlit as st  # noqa: E402
 st.set_page_config(page_title="AdaMeZO lab", page_icon="🧭", layout="wide")
 
 PAGES = [
-    st.Page("pages/playground.py", title="Playground", icon="🎯", url_path="playground", default=True),
-    st.Page("pages/compare.py", title="Compare", icon="📊", url_path="compare"),
-    st.Page("pages/lessons.py", title="Lessons", icon="🎓", url_path="lessons"),
-    st.Page("pages/llm.py", title="LLM fine-tune", icon="🤖", url_path="llm"),
+    st.Page("app_pages/playground.py", title="Playground", icon="🎯", url_path="playground", default=True),
+    st.Page("app_pages/compare.py", title="Compare", icon="📊", url_path="compare"),
+    st.Page("app_pages/lessons.py", title="Lessons", icon="🎓", url_path="lessons"),
+    st.Page("app_pages/llm.py", title="LLM fine-tune", icon="🤖", url_path="llm"),
 ]
 
 page = st.navigation(PAGES)

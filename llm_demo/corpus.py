@@ -11,10 +11,12 @@ Design (why the bundled task leaves room to learn, see ``assets/README.md`` for 
   reveal its sentiment ("... I loved it.", "... I want my money back.", "It was <word>."), so the
   pre-trained model knows which words are positive or negative.
 - The verbalizers " bad" / " good" appear in the corpus mostly in general sentences that say nothing
-  about films ("The soup was good."); only a small fraction ``verbalizer_tie`` of the corpus's film
-  reviews end with "It was good." / "It was bad.". Zero-shot accuracy is therefore only partly above
-  chance, and fine-tuning has to learn the mapping from the model's sentiment features to the
-  verbalizers.
+  about films ("The soup was good."); only a small fraction ``verbalizer_tie`` of the reviews that
+  open with "I watched ..." or "We saw ..." end with "It was good." / "It was bad.". Pre-training
+  learns this tie late and abruptly (zero-shot accuracy goes from 50 % to ~100 % within about 25
+  AdamW steps); the bundled model is stopped inside that transition, so its zero-shot accuracy is
+  partly above chance (a bias towards one verbalizer that only strongly worded reviews overcome),
+  and fine-tuning has a clear, quick gain to make.
 
 Command line (writes the bundled task)::
 
@@ -169,8 +171,9 @@ def corpus_documents(n_documents: int = 20000, seed: int = 0, verbalizer_tie: fl
     """The pre-training corpus: ``n_documents`` short documents, deterministic for a given ``seed``.
 
     About half are film reviews over the whole lexicon, each followed by a sentence that reveals its
-    sentiment (an outcome such as "I loved it." or "It was <same-polarity word>."); a fraction
-    ``verbalizer_tie`` of them end with "It was good." / "It was bad." instead. The rest are general
+    sentiment (an outcome such as "I loved it." or "It was <same-polarity word>."); of those whose
+    opening is in :data:`TIED_OPENINGS`, a fraction ``verbalizer_tie`` end with "It was good." /
+    "It was bad." instead. The rest are general
     sentences in which " good" and " bad" carry no film sentiment, and word-meaning sentences
     ("People say <word> when they like something.").
     """

@@ -72,7 +72,7 @@ def token_stream(texts: list[str], tokenizer: PreTrainedTokenizerFast) -> torch.
 
 def pretrain(
     out: str | Path,
-    steps: int = 1200,
+    steps: int = 1013,
     n_documents: int = 20000,
     vocab_size: int = 1000,
     batch_size: int = 16,
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     """Command line: ``python -m llm_demo.pretrain --out assets/tiny-opt [--steps N ...]``."""
     p = argparse.ArgumentParser(description="Pre-train the bundled tiny OPT model from a generated corpus.")
     p.add_argument("--out", default="assets/tiny-opt", help="output folder (default: assets/tiny-opt)")
-    p.add_argument("--steps", type=int, default=1200, help="AdamW steps (default: 1200)")
+    p.add_argument("--steps", type=int, default=1013, help="AdamW steps (default: 1013, see assets/README.md)")
     p.add_argument("--documents", type=int, default=20000, help="corpus documents (default: 20000)")
     p.add_argument("--vocab-size", type=int, default=1000, help="BPE vocabulary size (default: 1000)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbalizer-tie", type=float, default=0.03,
-                   help="fraction of corpus reviews ending with 'It was good/bad.' (default: 0.03)")
+                   help="fraction of tied-opening corpus reviews ending with 'It was good/bad.' (default: 0.03)")
     a = p.parse_args(argv)
     info = pretrain(a.out, steps=a.steps, n_documents=a.documents, vocab_size=a.vocab_size,
                     batch_size=a.batch_size, seq_len=a.seq_len, lr=a.lr, seed=a.seed,

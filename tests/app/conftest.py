@@ -34,7 +34,7 @@ def spec_of(chart) -> dict:
 
 
 def open_page(page: str | None, params: dict | None = None, timeout: float = 120):
-    """Run the app at ``page`` (``pages/NAME.py``) with URL ``params``, as a link would open it."""
+    """Run the app at ``page`` (``app_pages/NAME.py``) with URL ``params``, as a link would open it."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(MAIN, default_timeout=timeout)

@@ -10,10 +10,10 @@ import pytest
 import landscapes
 from conftest import decode, open_page, spec_of
 
-PLAY = "pages/playground.py"
-COMPARE = "pages/compare.py"
-LESSONS = "pages/lessons.py"
-LLM = "pages/llm.py"
+PLAY = "app_pages/playground.py"
+COMPARE = "app_pages/compare.py"
+LESSONS = "app_pages/lessons.py"
+LLM = "app_pages/llm.py"
 
 
 def no_crash(at):
