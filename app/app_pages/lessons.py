@@ -13,8 +13,8 @@ from app.presets import LESSONS, lesson_text
 PAGE = "lessons"
 SLUGS = [lesson["slug"] for lesson in LESSONS]
 FIELDS = [state.choice_field("lesson", SLUGS[0], SLUGS, "Which lesson")]
-TARGET = {"playground": ("pages/playground.py", controls.playground_fields),
-          "compare": ("pages/compare.py", controls.compare_fields)}
+TARGET = {"playground": ("app_pages/playground.py", controls.playground_fields),
+          "compare": ("app_pages/compare.py", controls.compare_fields)}
 EXTRAPOLATE = (1_000_000, 125_000_000, 1_300_000_000, 13_000_000_000)
 
 
@@ -46,7 +46,7 @@ def memory_lesson() -> None:
                 "(seed, c)); Adam's and ZO-Adam's grow with the model. In the LLM page the same numbers appear "
                 "live as *optimizer-state bytes*.")
     if st.button("Open the LLM page with these optimizers", key="lessons:load:memory", type="primary"):
-        st.switch_page("pages/llm.py", query_params={state.VIEW_KEY: "llm", "opts": "mezo,adamezo,zo-adam,adam"})
+        st.switch_page("app_pages/llm.py", query_params={state.VIEW_KEY: "llm", "opts": "mezo,adamezo,zo-adam,adam"})
 
 
 errors = state.load(PAGE, FIELDS)

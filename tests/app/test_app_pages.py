@@ -10,6 +10,10 @@ import pytest
 import landscapes
 from conftest import decode, open_page, spec_of
 
+from llm_demo.finetune import DEMO_DEFAULTS  # noqa: E402
+from optimizers import OPTIMIZERS  # noqa: E402
+
+DEMO_LR = DEMO_DEFAULTS["adamezo"].get("lr", OPTIMIZERS["adamezo"].specs["lr"].default)
 PLAY = "app_pages/playground.py"
 COMPARE = "app_pages/compare.py"
 LESSONS = "app_pages/lessons.py"
@@ -257,7 +261,7 @@ def test_llm_page_finds_runs_and_shows_counters_and_charts(tmp_path, monkeypatch
     loss, acc = (spec_of(c) for c in at.get("plotly_chart"))
     assert list(loss["data"][0]["x"]) == list(range(2, 42, 2))
     assert list(acc["data"][0]["y"]) == [0.6, 0.7]
-    assert at.query_params["opts"] == "mezo,adamezo" and at.query_params["adamezo.lr"] == "0.0001"
+    assert at.query_params["opts"] == "mezo,adamezo" and at.query_params["adamezo.lr"] == f"{DEMO_LR:g}"
 
 
 def test_llm_page_bad_input_is_an_error_not_a_traceback(tmp_path, monkeypatch):
