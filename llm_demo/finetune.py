@@ -284,9 +284,24 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 def run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train into ``run_dir`` (config.json, metrics.jsonl, checkpoint.pt, status.json); returns the last record."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    stop = {"requested": False}
+
+    def on_term(signum, frame):  # the app's stop button: finish the step, checkpoint, stop
+        stop["requested"] = True
+        if trainer is not None:
+            trainer.stop_requested = True
+
+    trainer = None
+    previous = signal.signal(signal.SIGTERM, on_term)  # before the model loads: a stop then is a stop too
     (run_dir / "pid").write_text(str(os.getpid()))
     write_status(run_dir, "running", pid=os.getpid())
-    trainer = Trainer(config, run_dir)
+    try:
+        trainer = Trainer(config, run_dir)
+    except BaseException as e:
+        signal.signal(signal.SIGTERM, previous)
+        write_status(run_dir, "failed", step=0, error=f"{type(e).__name__}: {e}")
+        raise
+    trainer.stop_requested = stop["requested"]
     metrics = run_dir / METRICS
     if resume and (run_dir / CHECKPOINT).exists():
         ckpt = torch.load(run_dir / CHECKPOINT, weights_only=False)
@@ -296,10 +311,6 @@ def run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool =
         metrics.write_text("")
     (run_dir / CONFIG).write_text(json.dumps(asdict(config), indent=2))
 
-    def on_term(signum, frame):  # the app's stop button: finish the step, checkpoint, stop
-        trainer.stop_requested = True
-
-    previous = signal.signal(signal.SIGTERM, on_term)
     bar = None
     if progress:
         from tqdm import tqdm

@@ -154,7 +154,7 @@ def test_runs_start_list_read_stop(tiny_model, tiny_task, root):
         runs.start_run("mezo", steps=5, name="../escape", **kw, max_concurrent_cpu=9)
     assert runs.count_running(root) == 2
     assert [r.name for r in runs.list_runs(root)] == ["long1", "long0", "short"]
-    wait_for(lambda: len(runs.read_records(root / "long0")[0]) > 3)
+    wait_for(lambda: all(len(runs.read_records(r.path)[0]) > 3 for r in long))
     for r in long:
         runs.stop_run(r.path)
     for r in long:
