@@ -234,6 +234,32 @@ def optimizer_controls(page: str, name: str, container=None, base: Mapping[str, 
     return out
 
 
+LANDSCAPE_PARAMS = ("kappa", "angle")
+CUSTOM_KEYS = ("expr", "dx0", "dx1", "dy0", "dy1")
+
+
+def landscape_field_matters(key: str, landscape: str) -> bool | None:
+    """For a landscape field (a landscape parameter or a custom-formula field): whether it belongs to
+    the setting of ``landscape``. ``None`` for any other field."""
+    if key in LANDSCAPE_PARAMS:
+        return landscape != "custom" and key in landscapes.parameters(landscape)
+    if key in CUSTOM_KEYS:
+        return landscape == "custom"
+    return None
+
+
+def start_resetter(page: str):
+    """An on_change callback: a new landscape starts from its own start point (the boxes show it as a
+    placeholder)."""
+    def reset() -> None:
+        import streamlit as st
+
+        for k in ("x0", "y0"):
+            st.session_state[state.widget_key(page, k)] = None
+
+    return reset
+
+
 def landscape_controls(page: str, fields: Mapping[str, Field], on_change=None, container=None) -> dict[str, Any]:
     """Landscape picker, its parameters (from ``landscapes.parameters``), custom formula and domain,
     and the start point. Returns the chosen values."""

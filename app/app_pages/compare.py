@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-import landscapes
 from optimizers import OPTIMIZERS
 
 from app import controls, state, views
@@ -13,13 +12,6 @@ from app.presets import SWEEP_DEFAULTS
 PAGE = "compare"
 FIELDS = controls.compare_fields()
 BY_KEY = {f.key: f for f in FIELDS}
-LANDSCAPE_PARAMS = ("kappa", "angle")
-CUSTOM_KEYS = ("expr", "dx0", "dx1", "dy0", "dy1")
-
-
-def _reset_start() -> None:
-    for k in ("x0", "y0"):
-        st.session_state[state.widget_key(PAGE, k)] = None
 
 
 def _param_changed() -> None:
@@ -43,11 +35,8 @@ def url_fields(values: dict) -> list[state.Field]:
         if tail:
             if head == values["opt"] and tail != values["param"]:
                 keep.append(f)
-        elif f.key in LANDSCAPE_PARAMS:
-            if values["ls"] != "custom" and f.key in landscapes.parameters(values["ls"]):
-                keep.append(f)
-        elif f.key in CUSTOM_KEYS:
-            if values["ls"] == "custom":
+        elif (matters := controls.landscape_field_matters(f.key, values["ls"])) is not None:
+            if matters:
                 keep.append(f)
         else:
             keep.append(f)
@@ -63,7 +52,7 @@ for e in errors:
 
 with st.sidebar:
     st.header("Setting")
-    values = controls.landscape_controls(PAGE, BY_KEY, on_change=_reset_start)
+    values = controls.landscape_controls(PAGE, BY_KEY, on_change=controls.start_resetter(PAGE))
     values |= controls.run_controls(PAGE, BY_KEY)
     values["opt"] = st.selectbox("Optimizer", list(OPTIMIZERS), key=state.ensure(PAGE, BY_KEY["opt"]),
                                  format_func=lambda n: OPTIMIZERS[n].title, on_change=_optimizer_changed)

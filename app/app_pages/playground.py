@@ -12,14 +12,6 @@ from app import controls, state, views
 PAGE = "playground"
 FIELDS = controls.playground_fields()
 BY_KEY = {f.key: f for f in FIELDS}
-LANDSCAPE_PARAMS = ("kappa", "angle")
-CUSTOM_KEYS = ("expr", "dx0", "dx1", "dy0", "dy1")
-
-
-def _reset_start() -> None:
-    """A new landscape starts from its own start point (the boxes show it as a placeholder)."""
-    for k in ("x0", "y0"):
-        st.session_state[state.widget_key(PAGE, k)] = None
 
 
 def _apply_click() -> None:
@@ -49,11 +41,8 @@ def url_fields(values: dict) -> list[state.Field]:
         if tail:
             if head in values["opts"]:
                 keep.append(f)
-        elif f.key in LANDSCAPE_PARAMS:
-            if values["ls"] != "custom" and f.key in landscapes.parameters(values["ls"]):
-                keep.append(f)
-        elif f.key in CUSTOM_KEYS:
-            if values["ls"] == "custom":
+        elif (matters := controls.landscape_field_matters(f.key, values["ls"])) is not None:
+            if matters:
                 keep.append(f)
         else:
             keep.append(f)
@@ -71,7 +60,7 @@ for e in errors:
 
 with st.sidebar:
     st.header("Setting")
-    values = controls.landscape_controls(PAGE, BY_KEY, on_change=_reset_start)
+    values = controls.landscape_controls(PAGE, BY_KEY, on_change=controls.start_resetter(PAGE))
     values |= controls.run_controls(PAGE, BY_KEY)
     names = list(OPTIMIZERS)
     values["opts"] = st.multiselect("Optimizers", names, key=state.ensure(PAGE, BY_KEY["opts"]),
