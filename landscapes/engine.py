@@ -214,6 +214,35 @@ class Repeats:
         return sum(tr.diverged_at is not None for tr in self.trajectories)
 
 
+def nanquantiles(a: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Quantiles ``qs`` of every column of ``a [S, N]`` over its non-NaN entries, ``[len(qs), N]``.
+
+    Equal to ``np.nanquantile(a, qs, axis=0)`` (linear interpolation), without its Python loop over
+    columns (``apply_along_axis``), which took a third of a cached Playground re-render for 500 steps.
+    Every column needs at least one non-NaN entry.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    if not np.isnan(a).any():
+        return np.quantile(a, list(qs), axis=0)
+    ordered = np.sort(a, axis=0)  # NaN sorts last
+    count = (~np.isnan(a)).sum(axis=0)
+    if (count == 0).any():
+        raise ValueError("every column needs at least one non-NaN value")
+    out = np.empty((len(qs), a.shape[1]))
+    for i, q in enumerate(qs):
+        pos = q * (count - 1)
+        below = np.floor(pos).astype(np.int64)
+        above = np.minimum(below + 1, count - 1)
+        lo_v = np.take_along_axis(ordered, below[None], axis=0)[0]
+        hi_v = np.take_along_axis(ordered, above[None], axis=0)[0]
+        frac = pos - below
+        # numpy's lerp, exact at frac 0 and 1 (and for ±inf endpoints with frac 0)
+        with np.errstate(invalid="ignore"):
+            mid = np.where(frac >= 0.5, hi_v - (hi_v - lo_v) * (1 - frac), lo_v + (hi_v - lo_v) * frac)
+        out[i] = np.where(frac == 0, lo_v, mid)
+    return out
+
+
 def summarize(trajectories: Sequence[Trajectory], quantiles: tuple[float, float] = (0.1, 0.9)) -> Repeats:
     """Per-step median and quantile bands of the loss over ``trajectories`` (equal ``steps``)."""
     if not trajectories:
@@ -231,9 +260,7 @@ def summarize(trajectories: Sequence[Trajectory], quantiles: tuple[float, float]
     upper = np.full(length, np.nan)
     some = alive > 0
     if some.any():
-        part = losses[:, some]
-        median[some] = np.nanmedian(part, axis=0)
-        lower[some], upper[some] = np.nanquantile(part, [lo, hi], axis=0)
+        median[some], lower[some], upper[some] = nanquantiles(losses[:, some], (0.5, lo, hi))
     finals = np.array([tr.final_loss for tr in trajectories], dtype=np.float64)
     return Repeats(list(trajectories), (lo, hi), losses, median, lower, upper, alive, finals)
 

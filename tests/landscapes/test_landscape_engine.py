@@ -9,6 +9,7 @@ import torch
 from landscapes import (LANDSCAPES, custom, equal_budget, forward_passes_per_step, get, log_grid,
                         match_path_length, match_to_reference, path_length, run_budget, run_repeats,
                         run_trajectory, summarize, sweep, tune_lr)
+from landscapes.engine import nanquantiles
 from optimizers import OPTIMIZERS, make_optimizer
 
 
@@ -204,3 +205,15 @@ def test_every_catalogue_landscape_runs_with_adamezo():
         tr = run_trajectory(ls, "adamezo", 30, {"lr": 0.01})
         assert tr.diverged_at is None and np.isfinite(tr.loss).all(), name
         assert tr.loss[-1] < tr.loss[0], name
+
+
+@pytest.mark.parametrize("shape,nan_fraction", [((1, 50), 0.0), ((5, 300), 0.0), ((6, 201), 0.3), ((9, 40), 0.6)])
+def test_nanquantiles_equals_numpy(shape, nan_fraction):
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    a = rng.lognormal(size=shape)
+    a[rng.random(shape) < nan_fraction] = np.nan
+    a[0, np.isnan(a).all(axis=0)] = 1.5  # every column keeps a value
+    qs = (0.5, 0.1, 0.9, 0.0, 1.0, 0.37)
+    np.testing.assert_array_equal(nanquantiles(a, qs), np.nanquantile(a, qs, axis=0))
+    with pytest.raises(ValueError, match="at least one non-NaN"):
+        nanquantiles(np.full((2, 3), np.nan), qs)
