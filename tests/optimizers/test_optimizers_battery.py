@@ -329,3 +329,20 @@ def test_worker_threads_give_bit_identical_steps(name):
             opt.step(lambda m=m: mlp_loss(m, x, y))
     assert torch.equal(flat(models[0]), flat(models[1]))
     assert opts[0].generated_elements == opts[1].generated_elements
+
+
+@pytest.mark.parametrize("name", ZO)
+def test_a_replaced_parameter_storage_is_the_one_updated(name):
+    """``p.data = ...`` after a step (as ``module.to`` does): the next steps move the new storage,
+    exactly as a fresh optimizer resumed from the state dict would."""
+    model, opt, _ = run(name, 3, seed=2)
+    twin, twin_opt, _ = run(name, 3, seed=2)
+    x, y = mlp_data()
+    for p in model.parameters():
+        p.data = p.data.clone()
+    old = flat(model)
+    for _ in range(3):
+        opt.step(lambda: mlp_loss(model, x, y))
+        twin_opt.step(lambda: mlp_loss(twin, x, y))
+    assert not torch.equal(flat(model), old)
+    assert torch.equal(flat(model), flat(twin))
