@@ -28,9 +28,10 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,6 @@ class Trainer:
         self.step = 0
         self.wall_time = 0.0
         self.log: list[tuple] = []  # the ZO replay log, one entry a step
-        self.stop_requested = False
 
     # --------------------------------------------------------------------------------- checkpoints
     def weights_bytes(self) -> int:
@@ -214,17 +214,18 @@ class Trainer:
         idx = batch_indices(self.config.seed, step, len(self.task.splits["train"]), self.config.batch_size)
         return subset(self.train_batch, idx)
 
-    def records(self) -> Iterator[dict[str, Any]]:
+    def records(self, should_stop: Callable[[], bool] = lambda: False) -> Iterator[dict[str, Any]]:
         """Train from ``self.step`` to ``config.steps``, yielding one record a step.
 
         Step 0 (a fresh run) is the zero-shot evaluation; its train_loss is on the first batch.
+        ``should_stop()`` is asked before every step; once true, training ends after the current step.
         """
         cfg = self.config
         if self.step == 0:
             with torch.no_grad():
                 first = float(loss_fn(self.model, self._batch(0)))
             yield self._record(first) | self._evaluate()
-        while self.step < cfg.steps and not self.stop_requested:
+        while self.step < cfg.steps and not should_stop():
             batch = self._batch(self.step)
             start = time.perf_counter()
             loss = self.optimizer.step(lambda: loss_fn(self.model, batch))
@@ -284,12 +285,10 @@ def truncate_metrics(path: Path, last_step: int) -> None:
 def run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train into ``run_dir`` (config.json, metrics.jsonl, checkpoint.pt, status.json); returns the last record."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    stop = {"requested": False}
+    stop = threading.Event()
 
     def on_term(signum, frame):  # the app's stop button: finish the step, checkpoint, stop
-        stop["requested"] = True
-        if trainer is not None:
-            trainer.stop_requested = True
+        stop.set()
 
     trainer = None
     previous = signal.signal(signal.SIGTERM, on_term)  # before the model loads: a stop then is a stop too
@@ -301,7 +300,6 @@ def run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool =
         signal.signal(signal.SIGTERM, previous)
         write_status(run_dir, "failed", step=0, error=f"{type(e).__name__}: {e}")
         raise
-    trainer.stop_requested = stop["requested"]
     metrics = run_dir / METRICS
     if resume and (run_dir / CHECKPOINT).exists():
         ckpt = torch.load(run_dir / CHECKPOINT, weights_only=False)
@@ -320,7 +318,7 @@ def run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool =
     last: dict[str, Any] = {}
     try:
         with open(metrics, "a") as out:
-            for record in trainer.records():
+            for record in trainer.records(stop.is_set):
                 out.write(json.dumps(record) + "\n")
                 out.flush()
                 last = record
@@ -330,7 +328,7 @@ def run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool =
                     if "eval_accuracy" in record:
                         shown["dev_acc"] = f"{record['eval_accuracy']:.3f}"
                     bar.set_postfix(shown, refresh=True)
-        if trainer.stop_requested and trainer.step < config.steps:
+        if stop.is_set() and trainer.step < config.steps:
             save_atomic(trainer.checkpoint(), run_dir / CHECKPOINT)
             write_status(run_dir, "stopped", step=trainer.step)
         else:

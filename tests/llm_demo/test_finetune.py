@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llm_demo import runs
-from llm_demo.finetune import RunConfig, main, run, train
+from llm_demo.finetune import RunConfig, Trainer, main, run, train
 
 VOLATILE = ("wall_time_s", "peak_memory_bytes")
 
@@ -40,6 +40,16 @@ def test_first_order_records(tiny_model, tiny_task):
     assert [r["forward_passes"] for r in records] == [0, 1, 2, 3]
     n_params = 16 * 400 + 130 * 16 + 2 * (4 * (16 * 16 + 16) + 2 * 16 * 32 + 32 + 16 + 4 * 16) + 2 * 16
     assert records[-1]["optimizer_state_bytes"] >= 2 * 4 * n_params
+
+
+def test_should_stop_ends_training_after_the_current_step(tiny_model, tiny_task):
+    trainer = Trainer(config(tiny_model, tiny_task, steps=50, eval_every=100))
+    asked = []
+    records = list(trainer.records(lambda: asked.append(trainer.step) or len(asked) > 3))
+    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    assert asked == [0, 1, 2, 3] and trainer.step == 3
+    more = list(trainer.records(lambda: trainer.step >= 5))  # and it carries on from there
+    assert [r["step"] for r in more] == [4, 5]
 
 
 def strip(records):
