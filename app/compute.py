@@ -77,6 +77,29 @@ def contour_image(key: LandscapeKey, n: int = 120, colour: str = "auto") -> str:
     return draw(surface(key, n, colour))
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def contour_figure(setting: tuple, _surface: Surface, _paths: Sequence[Path], click_grid: int, align: str,
+                   image: str):
+    """The animated contour of a setting, built once (building ~60 frames is most of a re-render).
+
+    ``setting`` is the full hashable setting the paths were computed from (landscape key, colour mode,
+    start, every optimizer's name/steps/hyperparameters/colour, seed, seed budget, repeats): the
+    unhashed ``_surface`` and ``_paths`` are a pure function of it. The figure is shared between
+    reruns and sessions and must not be modified (``st.plotly_chart`` only reads it).
+    """
+    from app.figures import contour_animation
+
+    return contour_animation(_surface, _paths, click_grid=click_grid, align=align, max_frames=60, image=image)
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def loss_figure(setting: tuple, _paths: Sequence[Path], f_min: float | None, title: str):
+    """The loss-against-forward-passes figure of a setting, built once (same contract as above)."""
+    from app.figures import loss_figure as build
+
+    return build(_paths, f_min, title=title)
+
+
 @dataclass
 class RunResult:
     """One optimizer in one setting: the shown run (first seed), all seeds' runs, and their summary."""

@@ -106,8 +106,12 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
     for msg in divergence_messages(paths, surf.domain):
         st.warning(msg)
     align = "forward_passes" if fair == "budget" else "step"
-    fig = F.contour_animation(surf, paths, click_grid=16 if click else 0, align=align, max_frames=60,
-                              image=compute.contour_image(lkey, 120, colour_mode))
+    # Everything the figures are computed from, so that unchanged figures are not rebuilt on a rerun.
+    setting = (lkey, colour_mode, start, seed, budget, repeats, align,
+               tuple((n, steps_of[n], compute.hyper_items(hypers[n]), colours[n]) for n in names
+                     if any(r.name == n for r in results)))
+    fig = compute.contour_figure(setting, surf, paths, 16 if click else 0, align,
+                                 compute.contour_image(lkey, 120, colour_mode))
     out: dict[str, Any] = {"contour": fig, "paths": paths, "results": results, "surface": surf}
     tabs = st.tabs(["Contour", "3-D surface"]) if show_3d else [st.container()]
     with tabs[0]:
@@ -121,7 +125,7 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
             else:
                 st.plotly_chart(fig, key=f"{key}:chart", config={"displaylogo": False})
         with right:
-            loss = F.loss_figure(paths, ls.f_min, title="Loss against forward passes")
+            loss = compute.loss_figure(setting, paths, ls.f_min, "Loss against forward passes")
             out["loss"] = loss
             st.plotly_chart(loss, key=f"{key}:loss", config={"displaylogo": False})
             rows = compute.metrics_rows(results, ls)
