@@ -2,6 +2,7 @@
 
     python benchmarks/llm_finetune.py accuracy    # AdaMeZO, demo defaults, 500 steps: test accuracy and time
     python benchmarks/llm_finetune.py passes      # forward passes for AdaMeZO to reach MeZO's best dev loss
+    python benchmarks/llm_finetune.py passes --jobs 2   # the same, two fine-tunes at a time
     python benchmarks/llm_finetune.py memory      # peak memory and optimizer-state bytes of every optimizer
     python benchmarks/llm_finetune.py all
 
@@ -17,18 +18,34 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+DIVERGED = "NonFiniteLossError"
 
 
 def finetune(runs_dir: Path, name: str, optimizer: str, steps: int, *extra: str) -> list[dict]:
-    """Run one fine-tune in a fresh process (or reuse a finished one) and return its records."""
+    """Run one fine-tune in a fresh process (or reuse a finished one) and return its records.
+
+    A run that diverges (the loss became non-finite: a deterministic outcome of its setting, e.g. too
+    large an lr) keeps the records it wrote before; any other failure stops the benchmark.
+    """
     out = runs_dir / name
     status = out / "status.json"
-    if not (status.exists() and json.loads(status.read_text())["status"] == "finished"):
+
+    def done() -> bool:
+        if not status.exists():
+            return False
+        info = json.loads(status.read_text())
+        return info["status"] == "finished" or DIVERGED in info.get("error", "")
+
+    if not done():
         cmd = [sys.executable, "-m", "llm_demo.finetune", "--optimizer", optimizer, "--steps", str(steps),
                "--out", str(out), "--quiet", *extra]
         print("  $", " ".join(cmd[1:]), file=sys.stderr, flush=True)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(cmd, stdout=subprocess.DEVNULL)
+        if not done():
+            raise RuntimeError(f"{name} failed: {status.read_text() if status.exists() else 'no status'}")
     return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
 
 
@@ -55,26 +72,49 @@ def first_reach(records: list[dict], target: float) -> int | None:
     return None
 
 
-def passes(runs_dir: Path, seeds: list[int], lrs: list[float], steps: int, every: int) -> None:
-    print(f"\n## Forward passes to reach MeZO's best dev loss ({steps} MeZO steps, best lr of {lrs})\n")
+def passes(runs_dir: Path, seeds: list[int], lrs: list[float], steps: int, every: int, jobs: int = 1,
+           ada_lrs: list[float | None] = (None,)) -> None:
+    ada_text = ", ".join("default" if lr is None else f"{lr:g}" for lr in ada_lrs)
+    print(f"\n## Forward passes to reach MeZO's best dev loss ({steps} MeZO steps, best lr of {lrs}; "
+          f"AdaMeZO lr: {ada_text})\n")
+    # Every run is independent and the figure is a count of forward passes, not a time, so the runs
+    # may share the cores (--jobs); the records do not depend on it.
+    plan = {(seed, lr): (f"passes-mezo-lr{lr:g}-s{seed}", "mezo", steps, "--seed", str(seed), "--lr", str(lr),
+                         "--eval-every", str(every)) for seed in seeds for lr in lrs}
+    for seed in seeds:
+        for lr in ada_lrs:
+            name, flags = (f"passes-adamezo-s{seed}", ()) if lr is None else \
+                (f"passes-adamezo-lr{lr:g}-s{seed}", ("--lr", str(lr)))
+            plan[seed, "adamezo", lr] = (name, "adamezo", steps, "--seed", str(seed), *flags,
+                                         "--eval-every", str(every))
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        futures = {key: pool.submit(finetune, runs_dir, *args) for key, args in plan.items()}
+        records = {key: future.result() for key, future in futures.items()}
     ratios = []
-    print("| seed | MeZO best lr | MeZO best dev loss | MeZO passes to it | AdaMeZO passes to it | ratio |")
-    print("|---|---|---|---|---|---|")
+    print("| seed | MeZO best lr | MeZO best dev loss | MeZO passes to it | AdaMeZO lr | AdaMeZO passes to it | ratio |")
+    print("|---|---|---|---|---|---|---|")
     for seed in seeds:
         best = None
         for lr in lrs:
-            recs = finetune(runs_dir, f"passes-mezo-lr{lr:g}-s{seed}", "mezo", steps, "--seed", str(seed),
-                            "--lr", str(lr), "--eval-every", str(every))
+            recs = records[seed, lr]
             loss = min(r["eval_loss"] for r in recs if "eval_loss" in r)
             if best is None or loss < best[1]:
                 best = (lr, loss, first_reach(recs, loss))
-        ada = finetune(runs_dir, f"passes-adamezo-s{seed}", "adamezo", steps, "--seed", str(seed),
-                       "--eval-every", str(every))
-        reached = first_reach(ada, best[1])
+        # AdaMeZO's lr (when several are given): the one that gets there in the fewest passes.
+        reach = {lr: first_reach(records[seed, "adamezo", lr], best[1]) for lr in ada_lrs}
+        ada_lr = min(ada_lrs, key=lambda lr: reach[lr] if reach[lr] is not None else float("inf"))
+        reached = reach[ada_lr]
         ratio = reached / best[2] if reached else float("inf")
         ratios.append(ratio)
-        print(f"| {seed} | {best[0]:g} | {best[1]:.4f} | {best[2]} | {reached if reached else 'not reached'} | "
+        edge = " (edge of the grid)" if best[0] in (min(lrs), max(lrs)) and len(lrs) > 1 else ""
+        print(f"| {seed} | {best[0]:g}{edge} | {best[1]:.4f} | {best[2]} | "
+              f"{'default' if ada_lr is None else f'{ada_lr:g}'} | {reached if reached else 'not reached'} | "
               f"{ratio:.2f} |")
+    short = [f"{key[1]} lr {key[-1] if key[-1] is not None else 'default'} seed {key[0]} (step {recs[-1]['step']})"
+             if len(key) == 3 else f"mezo lr {key[1]:g} seed {key[0]} (step {recs[-1]['step']})"
+             for key, recs in records.items() if recs[-1]["step"] < steps]
+    if short:
+        print("\ndiverged (loss became non-finite; counted with the evaluations before): " + "; ".join(short))
     print(f"\nmedian ratio AdaMeZO / MeZO forward passes: {statistics.median(ratios):.2f}")
 
 
@@ -92,21 +132,35 @@ def memory(runs_dir: Path, steps: int) -> None:
               f"{last['wall_time_s'] / last['step']:.4f} |")
 
 
+def lr_or_default(text: str) -> float | None:
+    if text == "default":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number or 'default'") from None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["accuracy", "passes", "memory", "all"])
     p.add_argument("--runs-dir", default="runs/benchmark")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--mezo-lrs", type=float, nargs="+", default=[3e-5, 1e-4, 3e-4])
+    p.add_argument("--mezo-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3])
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--eval-every", type=int, default=25)
+    p.add_argument("--adamezo-lrs", type=lr_or_default, nargs="+", default=None,
+                   help="AdaMeZO lrs to try ('default': its demo default; the fewest passes counts)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="fine-tunes of the passes benchmark run at once (counts, not times, so they may share)")
     args = p.parse_args()
     runs_dir = Path(args.runs_dir)
     t = time.time()
     if args.what in ("accuracy", "all"):
         accuracy(runs_dir, args.seeds)
     if args.what in ("passes", "all"):
-        passes(runs_dir, args.seeds, args.mezo_lrs, args.steps, args.eval_every)
+        passes(runs_dir, args.seeds, args.mezo_lrs, args.steps, args.eval_every, args.jobs,
+               args.adamezo_lrs or [None])
     if args.what in ("memory", "all"):
         memory(runs_dir, 50)
     print(f"\n(benchmark took {time.time() - t:.0f} s)")
