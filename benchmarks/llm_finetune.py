@@ -4,6 +4,7 @@
     python benchmarks/llm_finetune.py passes      # forward passes for AdaMeZO to reach MeZO's best dev loss
     python benchmarks/llm_finetune.py passes --jobs 2   # the same, two fine-tunes at a time
     python benchmarks/llm_finetune.py memory      # peak memory and optimizer-state bytes of every optimizer
+    python benchmarks/llm_finetune.py plot        # dev loss against forward passes from the passes runs (PNG)
     python benchmarks/llm_finetune.py all
 
 Each run is a real ``python -m llm_demo.finetune`` process writing a run folder under --runs-dir,
@@ -51,7 +52,7 @@ def finetune(runs_dir: Path, name: str, optimizer: str, steps: int, *extra: str)
 
 def accuracy(runs_dir: Path, seeds: list[int]) -> None:
     print("\n## AdaMeZO with the demo defaults, 500 steps (batch 16)\n")
-    print("| seed | zero-shot test acc | test acc after 500 steps | best dev acc | training time (s) |")
+    print("| seed | zero-shot dev acc | test acc after 500 steps | best dev acc | training time (s) |")
     print("|---|---|---|---|---|")
     rows = []
     for seed in seeds:
@@ -59,7 +60,7 @@ def accuracy(runs_dir: Path, seeds: list[int]) -> None:
         zero = recs[0]["eval_accuracy"]
         best = max(r["eval_accuracy"] for r in recs if "eval_accuracy" in r)
         rows.append((recs[-1]["test_accuracy"], recs[-1]["wall_time_s"]))
-        print(f"| {seed} | (dev) {zero:.3f} | {recs[-1]['test_accuracy']:.3f} | {best:.3f} | {recs[-1]['wall_time_s']:.1f} |")
+        print(f"| {seed} | {zero:.3f} | {recs[-1]['test_accuracy']:.3f} | {best:.3f} | {recs[-1]['wall_time_s']:.1f} |")
     print(f"\nmedian test accuracy {statistics.median(r[0] for r in rows):.3f}, "
           f"median training time {statistics.median(r[1] for r in rows):.1f} s")
 
@@ -132,6 +133,44 @@ def memory(runs_dir: Path, steps: int) -> None:
               f"{last['wall_time_s'] / last['step']:.4f} |")
 
 
+def plot(runs_dir: Path, seeds: list[int], lrs: list[float], out: Path) -> None:
+    """Dev loss against forward passes: MeZO at every lr of the grid and AdaMeZO at its default, one
+    panel per seed, from the run folders the passes benchmark wrote (matplotlib, PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(seeds), figsize=(4.2 * len(seeds), 3.4), sharey=True, squeeze=False)
+    for ax, seed in zip(axes[0], seeds):
+        runs = [(f"MeZO lr {lr:g}", runs_dir / f"passes-mezo-lr{lr:g}-s{seed}", "-") for lr in lrs]
+        runs.append(("AdaMeZO (defaults)", runs_dir / f"passes-adamezo-s{seed}", "-"))
+        lowest = float("inf")
+        for i, (label, path, style) in enumerate(runs):
+            metrics = path / "metrics.jsonl"
+            if not metrics.exists():
+                raise FileNotFoundError(f"{metrics} is missing: run the passes benchmark first")
+            recs = [json.loads(x) for x in metrics.read_text().splitlines()]
+            ev = [(r["forward_passes"], r["eval_loss"]) for r in recs if "eval_loss" in r]
+            ada = label.startswith("AdaMeZO")
+            if ev[-1][1] > 10 * ev[0][1]:
+                label += " (diverges)"
+            ax.plot(*zip(*ev), style, label=label, lw=2.2 if ada else 1.2,
+                    color="#d62728" if ada else plt.cm.Blues(0.35 + 0.6 * i / max(1, len(lrs) - 1)))
+            lowest = min(lowest, min(v for _, v in ev))
+        ax.set_yscale("log")
+        ax.set_ylim(lowest * 0.7, 1.0)  # a diverging lr leaves through the top
+        ax.set_title(f"seed {seed}")
+        ax.set_xlabel("forward passes")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("dev loss")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
 def lr_or_default(text: str) -> float | None:
     if text == "default":
         return None
@@ -143,14 +182,15 @@ def lr_or_default(text: str) -> float | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["accuracy", "passes", "memory", "all"])
+    p.add_argument("what", choices=["accuracy", "passes", "memory", "plot", "all"])
     p.add_argument("--runs-dir", default="runs/benchmark")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--mezo-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3])
+    p.add_argument("--mezo-lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3, 3e-3])
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--eval-every", type=int, default=25)
     p.add_argument("--adamezo-lrs", type=lr_or_default, nargs="+", default=None,
                    help="AdaMeZO lrs to try ('default': its demo default; the fewest passes counts)")
+    p.add_argument("--plot", default="docs/llm_passes.png", help="where the plot subcommand writes its PNG")
     p.add_argument("--jobs", type=int, default=1,
                    help="fine-tunes of the passes benchmark run at once (counts, not times, so they may share)")
     args = p.parse_args()
@@ -163,6 +203,8 @@ def main() -> None:
                args.adamezo_lrs or [None])
     if args.what in ("memory", "all"):
         memory(runs_dir, 50)
+    if args.what in ("plot", "all"):
+        plot(runs_dir, args.seeds, args.mezo_lrs, Path(args.plot))
     print(f"\n(benchmark took {time.time() - t:.0f} s)")
 
 
