@@ -17,6 +17,7 @@ paths are drawn once and survive play (checked in a real browser). Frames are su
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import os
@@ -612,11 +613,23 @@ def gif_bytes(surface: Surface, paths: Sequence[Path], *, frames: int = 40, fps:
 
 def trajectories_csv(paths: Sequence[Path]) -> str:
     """Every path as CSV rows: optimizer, seed, step, x, y, loss, forward_passes, diverged_at."""
-    lines = ["optimizer,seed,step,x,y,loss,forward_passes,diverged_at"]
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(["optimizer", "seed", "step", "x", "y", "loss", "forward_passes", "diverged_at"])
     for p in paths:
         seed = p.extra.get("seed", "")
-        div = "" if p.diverged_at is None else str(p.diverged_at)
-        for i in range(len(p.loss)):
-            lines.append(f"{p.label},{seed},{i},{p.xy[i, 0]!r},{p.xy[i, 1]!r},{float(p.loss[i])!r},"
-                         f"{int(p.forward_passes[i])},{div}")
-    return "\n".join(lines) + "\n"
+        div = "" if p.diverged_at is None else p.diverged_at
+        out.writerows((p.label, seed, i, repr(float(p.xy[i, 0])), repr(float(p.xy[i, 1])), repr(float(p.loss[i])),
+                       int(p.forward_passes[i]), div) for i in range(len(p.loss)))
+    return buf.getvalue()
+
+
+def records_csv(records: Sequence[dict]) -> str:
+    """LLM run records as CSV: one row a record, one column per field any record has (sorted; a field
+    a record lacks, e.g. eval_accuracy between evaluations, is empty)."""
+    columns = sorted({k for r in records for k in r})
+    buf = io.StringIO()
+    out = csv.DictWriter(buf, columns, lineterminator="\n")
+    out.writeheader()
+    out.writerows(records)
+    return buf.getvalue()

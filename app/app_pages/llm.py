@@ -154,10 +154,9 @@ def live() -> None:
             if run.status == "failed" and run.error:
                 st.error(f"{run.name} failed: {run.error}")
             if records:
-                csv = "\n".join([",".join(sorted({k for r in records for k in r}))] + [
-                    ",".join(str(r.get(k, "")) for k in sorted({k for r in records for k in r})) for r in records])
-                st.download_button("Records (CSV)", csv + "\n", file_name=f"{run.name}.csv", mime="text/csv",
-                                   key=f"llm:csv:{run.name}", on_click="ignore")
+                st.download_button("Records (CSV)", lambda records=records: F.records_csv(records),
+                                   file_name=f"{run.name}.csv", mime="text/csv", key=f"llm:csv:{run.name}",
+                                   on_click="ignore")
     if series:
         c1, c2 = st.columns(2)
         c1.plotly_chart(F.llm_figure(series, "train_loss", title="Training loss against forward passes"),

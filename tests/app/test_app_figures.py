@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -121,10 +122,22 @@ def test_exports_png_gif_csv():
     from PIL import Image
     import io
     assert Image.open(io.BytesIO(gif)).n_frames == 5
-    csv = F.trajectories_csv(paths).splitlines()
-    assert csv[0] == "optimizer,seed,step,x,y,loss,forward_passes,diverged_at"
-    assert len(csv) == 1 + 2 * 31
-    assert csv[1].startswith("MeZO,,0,")
+    lines = F.trajectories_csv(paths).splitlines()
+    assert lines[0] == "optimizer,seed,step,x,y,loss,forward_passes,diverged_at"
+    assert len(lines) == 1 + 2 * 31
+    assert lines[1].startswith("MeZO,,0,")
+    paths[0].label = "lr = 0.01, K = 3"  # a label with a comma stays one field
+    rows = list(csv.reader(F.trajectories_csv(paths).splitlines()))
+    assert rows[1][0] == "lr = 0.01, K = 3" and float(rows[1][3]) == paths[0].xy[0, 0]
+    assert {len(r) for r in rows} == {8}
+
+
+def test_records_csv_has_every_field_and_blanks_where_a_record_lacks_one():
+    records = [{"step": 0, "train_loss": 0.5, "eval_accuracy": 0.66}, {"step": 1, "train_loss": 0.25}]
+    rows = list(csv.DictReader(F.records_csv(records).splitlines()))
+    assert list(rows[0]) == ["eval_accuracy", "step", "train_loss"]
+    assert rows == [{"eval_accuracy": "0.66", "step": "0", "train_loss": "0.5"},
+                    {"eval_accuracy": "", "step": "1", "train_loss": "0.25"}]
 
 
 def test_helpers():
