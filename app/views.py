@@ -135,11 +135,7 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
             st.plotly_chart(loss, key=f"{key}:loss", config={"displaylogo": False})
             rows = compute.metrics_rows(results, ls)
             out["rows"] = rows
-            st.dataframe(rows, hide_index=True, key=f"{key}:table",
-                         column_config={"final loss": st.column_config.NumberColumn(format="%.4g"),
-                                        "distance to minimum": st.column_config.NumberColumn(format="%.4g"),
-                                        "path length": st.column_config.NumberColumn(format="%.4g"),
-                                        "lr": st.column_config.NumberColumn(format="%.4g")})
+            st.markdown(compute.markdown_table(rows))
     if show_3d:
         with tabs[1]:
             surf3 = compute.surface(lkey, 50, colour_mode)

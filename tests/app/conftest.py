@@ -57,3 +57,14 @@ def open_page(page: str | None, params: dict | None = None, timeout: float = 120
 @pytest.fixture
 def page():
     return open_page
+
+
+def metrics_table(at) -> list[dict[str, str]]:
+    """The Playground's metrics table (a Markdown table) as one dict of cell texts per row."""
+    tables = [m.value for m in at.markdown if m.value.startswith("| optimizer |")]
+    assert len(tables) == 1, f"expected one metrics table, found {len(tables)}"
+    lines = tables[0].splitlines()
+    split = lambda line: [c.strip() for c in line.strip().strip("|").split(" | ")]  # noqa: E731
+    header = split(lines[0])
+    assert set(lines[1]) <= {"|", "-"}
+    return [dict(zip(header, split(line))) for line in lines[2:]]

@@ -156,3 +156,15 @@ def test_helpers():
     from PIL import Image
     png = base64.b64decode(F.contour_image(make_surface(30), pixels=200).split(",", 1)[1])
     assert Image.open(io.BytesIO(png)).size == (200, 200)  # the Rosenbrock domain is 4 × 4
+
+
+def test_metrics_markdown_table_formats_and_escapes():
+    from app.compute import markdown_table
+
+    rows = [{"optimizer": "MeZO", "lr": 0.002, "final loss": 1.0380553e118, "steps": 500, "diverged at": "—"},
+            {"optimizer": "a|b", "lr": None, "final loss": float("nan"), "steps": 1, "diverged at": 3}]
+    lines = markdown_table(rows).splitlines()
+    assert lines[0] == "| optimizer | lr | final loss | steps | diverged at |" and lines[1] == "|---|---|---|---|---|"
+    assert lines[2] == "| MeZO | 0.002 | 1.038e+118 | 500 | — |"
+    assert lines[3] == "| a\\|b | — | — | 1 | 3 |"  # a pipe in a label does not open a column
+    assert markdown_table([]) == ""

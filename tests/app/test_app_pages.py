@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import landscapes
-from conftest import decode, open_page, spec_of
+from conftest import decode, metrics_table, open_page, spec_of
 
 from llm_demo.finetune import DEMO_DEFAULTS  # noqa: E402
 from optimizers import OPTIMIZERS  # noqa: E402
@@ -53,11 +53,12 @@ def test_playground_default_runs_three_optimizers_and_matches_the_library():
     xs = decode(paths["AdaMeZO"]["x"]).astype(float)
     assert len(xs) == 501
     assert xs[-1] == pytest.approx(ref.xy[-1, 0], rel=1e-4)
-    table = at.dataframe[0].value
-    assert list(table["optimizer"]) == ["MeZO", "AdaMeZO", "Adam (first order)"]
-    row = table[table["optimizer"] == "AdaMeZO"].iloc[0]
-    assert row["final loss"] == pytest.approx(ref.final_loss)
-    assert row["forward passes"] == 1000 and row["path length"] == pytest.approx(ref.path_length)
+    table = {r["optimizer"]: r for r in metrics_table(at)}
+    assert list(table) == ["MeZO", "AdaMeZO", "Adam (first order)"]
+    row = table["AdaMeZO"]
+    assert float(row["final loss"]) == pytest.approx(ref.final_loss, rel=1e-3)  # shown to 4 digits
+    assert row["forward passes"] == "1000" and float(row["path length"]) == pytest.approx(ref.path_length, rel=1e-3)
+    assert row["diverged at"] == "—"
     # The URL holds the full setting.
     qp = at.query_params
     assert qp["view"] == "playground" and qp["opts"] == "mezo,adamezo,adam" and qp["adamezo.beta1"] == "0.7"
@@ -77,14 +78,14 @@ def test_playground_edge_setting_one_step_repeats_and_changing_a_control():
     assert len(spec["frames"]) == 2
     start = next(t for t in spec["data"] if t["name"] == "start")
     assert (start["x"][0], start["y"][0]) == (1.0, -1.0)
-    table = at.dataframe[0].value
-    assert table["steps"].iloc[0] == 1 and table["diverged runs"].iloc[0] == "0/3"
+    table = metrics_table(at)
+    assert table[0]["steps"] == "1" and table[0]["diverged runs"] == "0/3"
     assert "κ = 1000, 30°" in spec["layout"]["title"]["text"]
     # Changing a control re-runs and rewrites the URL.
     at.select_slider(key="playground:adamezo.lr").set_value(0.1).run()
     no_crash(at)
     assert at.query_params["adamezo.lr"] == "0.1"
-    assert at.dataframe[0].value["lr"].iloc[0] == pytest.approx(0.1)
+    assert float(metrics_table(at)[0]["lr"]) == pytest.approx(0.1)
 
 
 def test_playground_bad_link_values_warn_and_fall_back():
@@ -135,17 +136,17 @@ def test_playground_divergence_is_a_marked_end_and_a_message():
 def test_playground_fair_comparison_budget_and_path_length():
     at = open_page(PLAY, {"view": "playground", "opts": "mezo,adam,hizoo", "steps": "40", "fair": "budget"})
     no_crash(at)
-    table = at.dataframe[0].value.set_index("optimizer")
-    assert table.loc["MeZO", "steps"] == 40 and table.loc["Adam (first order)", "steps"] == 80
-    assert table.loc["HiZOO", "steps"] == 26
-    assert table.loc["MeZO", "forward passes"] == 80 and table.loc["HiZOO", "forward passes"] == 78
+    table = {r["optimizer"]: r for r in metrics_table(at)}
+    assert table["MeZO"]["steps"] == "40" and table["Adam (first order)"]["steps"] == "80"
+    assert table["HiZOO"]["steps"] == "26"
+    assert table["MeZO"]["forward passes"] == "80" and table["HiZOO"]["forward passes"] == "78"
     assert any("Equal forward passes: every optimizer gets 80 forward passes" in c.value for c in at.caption)
     at = open_page(PLAY, {"view": "playground", "opts": "adam,adamezo", "steps": "30", "fair": "path"})
     no_crash(at)
-    table = at.dataframe[0].value.set_index("optimizer")
-    ref = table.loc["Adam (first order)", "path length"]
-    assert table.loc["AdaMeZO", "path length"] == pytest.approx(ref, rel=0.03)
-    assert table.loc["AdaMeZO", "lr"] != pytest.approx(0.05)
+    table = {r["optimizer"]: r for r in metrics_table(at)}
+    ref = float(table["Adam (first order)"]["path length"])
+    assert float(table["AdaMeZO"]["path length"]) == pytest.approx(ref, rel=0.03)
+    assert float(table["AdaMeZO"]["lr"]) != pytest.approx(0.05)
     assert any("Equal path length" in c.value for c in at.caption)
 
 
