@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import landscapes
@@ -246,6 +246,25 @@ def landscape_field_matters(key: str, landscape: str) -> bool | None:
     if key in CUSTOM_KEYS:
         return landscape == "custom"
     return None
+
+
+def setting_fields(fields: Iterable[Field], landscape: str,
+                   optimizer_field: Callable[[str, str], bool]) -> list[Field]:
+    """The fields of a 2-D page that belong to its current setting (what the URL keeps): an optimizer
+    field ``name.hyper`` where ``optimizer_field(name, hyper)`` holds, a landscape field where it
+    belongs to ``landscape``, and every other field."""
+    keep = []
+    for f in fields:
+        head, _, tail = f.key.partition(".")
+        if tail:
+            if optimizer_field(head, tail):
+                keep.append(f)
+        elif (matters := landscape_field_matters(f.key, landscape)) is not None:
+            if matters:
+                keep.append(f)
+        else:
+            keep.append(f)
+    return keep
 
 
 def start_resetter(page: str):

@@ -29,18 +29,9 @@ def _optimizer_changed() -> None:
 
 
 def url_fields(values: dict) -> list[state.Field]:
-    keep = []
-    for f in FIELDS:
-        head, _, tail = f.key.partition(".")
-        if tail:
-            if head == values["opt"] and tail != values["param"]:
-                keep.append(f)
-        elif (matters := controls.landscape_field_matters(f.key, values["ls"])) is not None:
-            if matters:
-                keep.append(f)
-        else:
-            keep.append(f)
-    return keep
+    """The fields that matter for this setting (the swept hyperparameter's own field is left out)."""
+    return controls.setting_fields(FIELDS, values["ls"],
+                                   lambda name, hyper: name == values["opt"] and hyper != values["param"])
 
 
 errors = state.load(PAGE, FIELDS)

@@ -35,18 +35,7 @@ def _apply_click() -> None:
 
 def url_fields(values: dict) -> list[state.Field]:
     """The fields that matter for this setting (parameters of the chosen landscape and optimizers)."""
-    keep = []
-    for f in FIELDS:
-        head, _, tail = f.key.partition(".")
-        if tail:
-            if head in values["opts"]:
-                keep.append(f)
-        elif (matters := controls.landscape_field_matters(f.key, values["ls"])) is not None:
-            if matters:
-                keep.append(f)
-        else:
-            keep.append(f)
-    return keep
+    return controls.setting_fields(FIELDS, values["ls"], lambda name, _: name in values["opts"])
 
 
 errors = state.load(PAGE, FIELDS)
