@@ -111,9 +111,7 @@ def passes(runs_dir: Path, seeds: list[int], lrs: list[float], steps: int, every
         print(f"| {seed} | {best[0]:g}{edge} | {best[1]:.4f} | {best[2]} | "
               f"{'default' if ada_lr is None else f'{ada_lr:g}'} | {reached if reached else 'not reached'} | "
               f"{ratio:.2f} |")
-    short = [f"{key[1]} lr {key[-1] if key[-1] is not None else 'default'} seed {key[0]} (step {recs[-1]['step']})"
-             if len(key) == 3 else f"mezo lr {key[1]:g} seed {key[0]} (step {recs[-1]['step']})"
-             for key, recs in records.items() if recs[-1]["step"] < steps]
+    short = [f"{plan[key][0]} (step {recs[-1]['step']})" for key, recs in records.items() if recs[-1]["step"] < steps]
     if short:
         print("\ndiverged (loss became non-finite; counted with the evaluations before): " + "; ".join(short))
     print(f"\nmedian ratio AdaMeZO / MeZO forward passes: {statistics.median(ratios):.2f}")
