@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -51,12 +51,25 @@ def hyper_items(hyper: Mapping[str, Any]) -> tuple:
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def trajectory(key: LandscapeKey, name: str, steps: int, hyper: tuple, start: tuple[float, float],
-               seed: int, seed_budget: int | None) -> Trajectory:
-    """One cached ``landscapes.run_trajectory``."""
+def _trajectory(key: LandscapeKey, name: str, steps: int, hyper: tuple, start: tuple[float, float],
+                seed: int, seed_budget: int | None) -> Trajectory:
     ls = build_landscape(key)
     return landscapes.run_trajectory(ls, name, int(steps), dict(hyper), start=start, seed=int(seed),
                                      seed_budget=seed_budget)
+
+
+def trajectory(key: LandscapeKey, name: str, steps: int, hyper: tuple, start: tuple[float, float],
+               seed: int, seed_budget: int | None) -> Trajectory:
+    """One cached ``landscapes.run_trajectory``.
+
+    First-order optimizers draw no random directions (seed and seed budget have no effect on their
+    run), so their runs are cached under seed 0 and no budget, and computed once for every seed and
+    every repeat; the returned record still names the seed and budget that were asked for.
+    """
+    if OPTIMIZERS[name].zeroth_order:
+        return _trajectory(key, name, steps, hyper, start, seed, seed_budget)
+    run = _trajectory(key, name, steps, hyper, start, 0, None)
+    return replace(run, seed=int(seed), seed_budget=seed_budget)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -88,6 +88,30 @@ def test_playground_edge_setting_one_step_repeats_and_changing_a_control():
     assert float(metrics_table(at)[0]["lr"]) == pytest.approx(0.1)
 
 
+def test_playground_first_order_run_is_computed_once_for_every_seed(monkeypatch):
+    """Adam draws no random directions: a new seed (or more repeats) re-runs only the ZO optimizers,
+    and Adam's path and metrics are the same run, labelled with the seed asked for."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    calls = []
+    real = landscapes.run_trajectory
+    monkeypatch.setattr(landscapes, "run_trajectory",
+                        lambda *a, **k: (a[2] == 30 and calls.append((a[1], k["seed"]))) or real(*a, **k))
+    at = open_page(PLAY, {"view": "playground", "opts": "mezo,adam", "steps": "30", "ls": "booth", "seed": "4"})
+    no_crash(at)
+    first = path_traces(contour_spec(at))
+    assert sorted(calls) == [("adam", 0), ("mezo", 4)]
+    at.number_input(key="playground:seed").set_value(5).run()
+    at.slider(key="playground:repeats").set_value(3).run()
+    no_crash(at)
+    assert sorted(calls) == [("adam", 0), ("mezo", 4), ("mezo", 5), ("mezo", 6), ("mezo", 7)]
+    after = path_traces(contour_spec(at))
+    assert np.array_equal(decode(after["Adam (first order)"]["x"]), decode(first["Adam (first order)"]["x"]))
+    assert not np.array_equal(decode(after["MeZO"]["x"]), decode(first["MeZO"]["x"]))
+    assert metrics_table(at)[1]["diverged runs"] == "0/3"
+
+
 def test_playground_bad_link_values_warn_and_fall_back():
     at = open_page(PLAY, {"view": "playground", "steps": "abc", "adamezo.beta1": "1.5", "opts": "mezo,nope",
                           "ls": "atlantis"})
