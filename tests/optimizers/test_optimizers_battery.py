@@ -4,6 +4,7 @@ import io
 
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from optimizers import OPTIMIZERS, AdaMeZO, HiZOO, MeZO, ZOAdam, make_optimizer, state_bytes
 
@@ -346,3 +347,69 @@ def test_a_replaced_parameter_storage_is_the_one_updated(name):
         twin_opt.step(lambda: mlp_loss(twin, x, y))
     assert not torch.equal(flat(model), old)
     assert torch.equal(flat(model), flat(twin))
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_step_hooks_and_profiler_scope_behave_as_in_torch(name, monkeypatch):
+    """Step hooks fire and the profiler sees ``Optimizer.step#<class>.step``, as with any torch
+    optimizer; with neither, the profiler scope (costly on tiny problems) is not entered."""
+    model = small_model()
+    x, y = mlp_data()
+    opt = make_optimizer(name, model.parameters(), lr=1e-3)
+    closure = lambda: mlp_loss(model, x, y)  # noqa: E731
+    scopes = []
+    real_scope = torch.autograd.profiler.record_function
+
+    def counting_scope(label, *args):
+        scopes.append(label)
+        return real_scope(label, *args)
+
+    monkeypatch.setattr(torch.autograd.profiler, "record_function", counting_scope)
+    opt.step(closure)
+    assert scopes == []  # no profiler, no hooks
+
+    seen = []
+    pre = opt.register_step_pre_hook(lambda o, args, kwargs: seen.append(("pre", o.steps)))
+    post = opt.register_step_post_hook(lambda o, args, kwargs: seen.append(("post", o.steps)))
+    opt.step(closure)
+    assert seen == [("pre", 1), ("post", 2)]
+    pre.remove(), post.remove()
+    glob = register_optimizer_step_post_hook(lambda o, args, kwargs: seen.append("global"))
+    try:
+        opt.step(closure)
+    finally:
+        glob.remove()
+    assert seen[-1] == "global"
+    scopes.clear()
+    opt.step(closure)
+    assert scopes == []
+
+    label = f"Optimizer.step#{type(opt).__name__}.step"
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        opt.step(closure)
+    assert scopes == [label]
+    assert label in {e.name for e in prof.events()}
+    assert opt.steps == 5
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_first_order_hooks_run_once_even_after_torch_wrapped_its_own_class(name):
+    """Building a plain torch.optim.Adam makes torch wrap torch.optim.Adam.step with its hooks; the
+    library's Adam calls torch's update inside its own step and must not run the hooks twice."""
+    plain = torch.nn.Parameter(torch.zeros(2))
+    (torch.optim.Adam if name == "adam" else torch.optim.AdamW)([plain])
+    model = small_model()
+    x, y = mlp_data()
+    opt = make_optimizer(name, model.parameters(), lr=1e-3)
+    seen = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: seen.append(args[1:]))
+    opt.register_step_post_hook(lambda o, args, kwargs: seen.append("post"))
+    ref_model = small_model()
+    reference = (torch.optim.Adam if name == "adam" else torch.optim.AdamW)(ref_model.parameters(), lr=1e-3)
+    closure = lambda: mlp_loss(model, x, y)  # noqa: E731
+    opt.step(closure)
+    assert seen == [(closure,), "post"]
+    reference.zero_grad()
+    mlp_loss(ref_model, x, y).backward()
+    reference.step()
+    assert torch.equal(flat(model), flat(ref_model))
