@@ -2,8 +2,9 @@
 
 It loads the app, checks the playground's contour is drawn, presses ▶ Play and checks the contour is
 still there (the Plotly ``redraw: False`` trap), switches through every page, checks no exception or
-error element appears, and measures the re-render time after changing a control with three
-optimizers and 500 steps (printed; run with ``-s`` to see it).
+error element appears, and measures the re-render time after changing controls with three
+optimizers and 500 steps: colour scale, seed (new and seen before), one lr, steps, and a click on the
+contour that moves the start (printed; run with ``-s`` to see it).
 """
 
 from __future__ import annotations
@@ -116,6 +117,19 @@ def rerender(page, action, timeout=90_000) -> float:
     return elapsed
 
 
+def click_grid_point(page, i: int, j: int) -> None:
+    """Click point (column i, row j) of the contour's invisible click grid, where Plotly draws it."""
+    x, y = page.evaluate("""([i, j]) => {
+        const gd = document.querySelector('.js-plotly-plot');
+        const grid = gd._fullData.find(t => t.name === 'click to start here');
+        const n = Math.round(Math.sqrt(grid.x.length));
+        const k = j * n + i, full = gd._fullLayout;
+        const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        return [box.left + full.xaxis.l2p(grid.x[k]), box.top + full.yaxis.l2p(grid.y[k])];
+    }""", [i, j])
+    page.mouse.click(x, y)
+
+
 def test_app_in_a_real_browser(server):
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
@@ -161,11 +175,24 @@ def test_app_in_a_real_browser(server):
             times["lr"].append(rerender(page, lambda: (lr_slider.focus(), lr_slider.press(key))))
             assert page.url != before and "adamezo.lr=" in page.url  # the setting changed and is in the link
             assert_no_errors(page)
+        # Steps (three new trajectories, Adam's included) and a click on the contour (a new start).
+        steps_box = page.locator('[data-testid="stNumberInput"] input').nth(2)
+        times["steps"] = [rerender(page, lambda: (steps_box.fill(str(n)), steps_box.press("Enter")))
+                          for n in (490, 480, 500)]
+        assert_no_errors(page)
+        times["start"] = []
+        for i, j in ((8, 3), (3, 8), (6, 6)):
+            before = page.url
+            times["start"].append(rerender(page, lambda: click_grid_point(page, i, j)))
+            assert page.url != before and "x0=" in page.url  # the clicked point is the new start
+            assert_no_errors(page)
         median = {k: statistics.median(v) for k, v in times.items()}
         print(f"\nre-render after a control change (3 optimizers, 500 steps), median of 3 each: "
-              f"colour scale {median['colour']:.2f} s, AdaMeZO lr (1 new trajectory) {median['lr']:.2f} s, "
-              f"new seed (3 new trajectories) {median['seed']:.2f} s, back to a seed seen before "
-              f"{median['cached']:.2f} s")
+              f"colour scale {median['colour']:.2f} s, back to a seed seen before {median['cached']:.2f} s, "
+              f"AdaMeZO lr (1 new trajectory) {median['lr']:.2f} s, new seed (2 new ZO trajectories; "
+              f"Adam's run does not depend on the seed) {median['seed']:.2f} s, steps (3 new trajectories) "
+              f"{median['steps']:.2f} s, a click on the contour (new start, 3 new trajectories) "
+              f"{median['start']:.2f} s")
         assert page.url.find("seed=0") > 0
 
         # Every page, through the navigation.
