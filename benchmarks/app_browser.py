@@ -18,10 +18,7 @@ import argparse
 import contextlib
 import io
 import statistics
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,19 +33,8 @@ def main() -> None:
     n = max(2, min(parser.parse_args().repeats, 12))
     from playwright.sync_api import sync_playwright
 
-    port = B.free_port()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-                               "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://localhost:{port}"
+    server, url = B.start_server()
     try:
-        for _ in range(300):
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.2)
-
         def timed(page, action) -> float:
             with contextlib.redirect_stdout(io.StringIO()):  # the helper prints the script states
                 return B.rerender(page, action)
@@ -82,7 +68,7 @@ def main() -> None:
                 timed(page, lambda: (lr.focus(), lr.press("ArrowRight"))) for _ in range(n)]
             browser.close()
     finally:
-        server.terminate()
+        B.stop_server(server)
     print(f"Playground re-render in Chromium, 3 optimizers x 500 steps, {n} changes of each kind (seconds):")
     for kind, ts in times.items():
         print(f"  {kind:42s} median {statistics.median(ts):.2f}   {' '.join(f'{t:.2f}' for t in ts)}")

@@ -35,10 +35,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def start_server(env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """``streamlit run app/main.py`` on a free localhost port; returns the process and its URL once
+    the health check answers (``RuntimeError`` after 60 s). Also used by ``benchmarks/app_browser.py``."""
     port = free_port()
-    env = dict(os.environ, ADAMEZO_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
          "--server.port", str(port), "--server.address", "localhost", "--browser.gatherUsageStats", "false"],
@@ -48,18 +48,30 @@ def server(tmp_path_factory):
     while time.time() < deadline:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
+                return proc, url
         except OSError:
             time.sleep(0.3)
-    else:
-        proc.terminate()
-        pytest.fail("streamlit did not start within 60 s")
-    yield url
+    stop_server(proc)
+    raise RuntimeError("streamlit did not start within 60 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    env = dict(os.environ, ADAMEZO_RUNS_DIR=str(tmp_path_factory.mktemp("runs")))
+    try:
+        proc, url = start_server(env)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield url
+    stop_server(proc)
 
 
 def wait_idle(page, timeout=90_000) -> None:
