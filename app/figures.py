@@ -210,7 +210,6 @@ def contour_animation(
     max_frames: int = MAX_FRAMES,
     trail: int = 12,
     frame_ms: int = 60,
-    click_grid: int = 0,
     height: int = 560,
     align: str = "step",
     image: str | None = None,
@@ -219,9 +218,7 @@ def contour_animation(
 
     The landscape is a background image (``layout.images[0]``, filled contours drawn by matplotlib)
     and trace 0 only carries its colour bar. Trace layout: 0 colour bar, 1 minima, 2 start, then per path a faint full path, then a divergence
-    marker trace (empty if none diverged), then an optional invisible click grid (``click_grid`` ×
-    ``click_grid`` points that make a click on the plot report its (x, y)), and last the animated
-    traces: per path a head and a trailing segment. Frames carry only those last traces, by index.
+    marker trace (empty if none diverged), and last the animated traces: per path a head and a trailing segment. Frames carry only those last traces, by index.
     Frames are named by step, or by forward passes with ``align="forward_passes"`` (fair budgets).
     ``image`` is the background from :func:`contour_image` (pass a cached one; made here if omitted).
     """
@@ -255,18 +252,6 @@ def contour_animation(
                              text=["diverged"] * len(ends_x), textposition="top center",
                              textfont=dict(color="white"), hovertext=ends_text, hoverinfo="text",
                              marker=dict(symbol="x-thin", size=18, line=dict(width=4, color="#ff2020"))))
-    if click_grid:
-        (x0, x1), (y0, y1) = domain
-        gx, gy = np.meshgrid(np.linspace(x0, x1, click_grid), np.linspace(y0, y1, click_grid))
-        # f at each grid point (nearest value of the surface grid), for the hover text.
-        ix = np.clip(np.searchsorted(surface.xs, gx.ravel()), 0, len(surface.xs) - 1)
-        iy = np.clip(np.searchsorted(surface.ys, gy.ravel()), 0, len(surface.ys) - 1)
-        fz = _round(surface.Z[iy, ix], 4)
-        fig.add_trace(go.Scatter(x=_round(gx.ravel(), 4), y=_round(gy.ravel(), 4), mode="markers",
-                                 name="click to start here", showlegend=False, customdata=fz,
-                                 marker=dict(size=max(4, 400 // click_grid), color="rgba(0,0,0,0)", opacity=0),
-                                 hovertemplate="f(%{x:.2f}, %{y:.2f}) = %{customdata:.4g}<br>click: start here"
-                                               "<extra></extra>"))
     first_animated = len(fig.data)
     steps = frame_steps(_clock_end(paths, align), max_frames)
     last = steps[-1]
@@ -298,7 +283,7 @@ def contour_animation(
                      showgrid=False, zeroline=False)
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=90), title=dict(text=surface.title, x=0.01),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
-                      clickmode="event+select", dragmode="pan", uirevision=surface.title)
+                      dragmode="pan", uirevision=surface.title)
     return fig
 
 

@@ -12,14 +12,8 @@ import streamlit as st
 
 from optimizers import OPTIMIZERS
 
-from app import compute, controls
+from app import chart, compute, controls
 from app import figures as F
-
-#: Points per side of the invisible grid that makes a click on the contour report where it landed. Every
-#: point is redrawn by the browser on each rerun: 16 × 16 cost ~0.2 s more per re-render in Chromium
-#: than no grid; 12 × 12 places the start to within ~1/11 of the domain (type exact values in the sidebar).
-CLICK_GRID = 12
-
 
 def _landscape(values: Mapping[str, Any]):
     """The landscape of a setting, or ``None`` after showing why it could not be built."""
@@ -115,24 +109,22 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
     setting = (lkey, colour_mode, start, seed, budget, repeats, align,
                tuple((n, steps_of[n], compute.hyper_items(hypers[n]), colours[n]) for n in names
                      if any(r.name == n for r in results)))
-    fig = compute.contour_figure(setting, surf, paths, CLICK_GRID if click else 0, align,
+    fig = compute.contour_figure(setting, surf, paths, align,
                                  compute.contour_image(lkey, 120, colour_mode))
     out: dict[str, Any] = {"contour": fig, "paths": paths, "results": results, "surface": surf}
     tabs = st.tabs(["Contour", "3-D surface"]) if show_3d else [st.container()]
     with tabs[0]:
         left, right = st.columns([3, 2])
         with left:
+            clicked = chart.plotly_chart(fig, key=f"{key}:chart", clickable=click, config={"displaylogo": False})
+            out["clicked"] = clicked
             if click:
-                st.plotly_chart(fig, key=f"{key}:chart", on_select="rerun", selection_mode="points",
-                                config={"displaylogo": False})
                 st.caption("Press ▶ Play to animate; drag the slider to scrub. Click anywhere on the contour "
                            "to start from there.")
-            else:
-                st.plotly_chart(fig, key=f"{key}:chart", config={"displaylogo": False})
         with right:
             loss = compute.loss_figure(setting, paths, ls.f_min, "Loss against forward passes")
             out["loss"] = loss
-            st.plotly_chart(loss, key=f"{key}:loss", config={"displaylogo": False})
+            chart.plotly_chart(loss, key=f"{key}:loss", config={"displaylogo": False})
             rows = compute.metrics_rows(results, ls)
             out["rows"] = rows
             st.markdown(compute.markdown_table(rows))
@@ -141,7 +133,7 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
             surf3 = compute.surface(lkey, 50, colour_mode)
             fig3 = F.surface_animation(surf3, paths, align=align)
             out["surface3d"] = fig3
-            st.plotly_chart(fig3, key=f"{key}:surface", config={"displaylogo": False})
+            chart.plotly_chart(fig3, key=f"{key}:surface", config={"displaylogo": False})
     if downloads:
         download_row(surf, paths, key, align)
     return out
@@ -205,11 +197,12 @@ def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = Tr
     for msg in divergence_messages(paths, surf.domain):
         st.warning(msg)
     grid = F.small_multiples(surf, panels, ncols=min(4, len(panels)))
-    st.plotly_chart(grid, key=f"{key}:grid", config={"displaylogo": False})
+    chart.plotly_chart(grid, key=f"{key}:grid", config={"displaylogo": False})
     loss = F.loss_figure(paths, ls.f_min, title="Loss against forward passes: median and 10–90 % band over seeds")
     rows = compute.ranking_rows([v for v, _ in results], [r for _, r in results], controls.fmt)
     c1, c2 = st.columns([3, 2])
-    c1.plotly_chart(loss, key=f"{key}:loss", config={"displaylogo": False})
+    with c1:
+        chart.plotly_chart(loss, key=f"{key}:loss", config={"displaylogo": False})
     c2.markdown("**Ranking** (median final loss over seeds; a diverged run counts as ∞)")
     c2.dataframe(rows, hide_index=True, key=f"{key}:rank",
                  column_config={c: st.column_config.NumberColumn(format="%.4g")

@@ -55,9 +55,9 @@ def main() -> None:
             times["colour scale (display only)"] = [
                 timed(page, lambda: page.get_by_text(modes[i], exact=True).first.click()) for i in range(n)]
             times["steps (3 new trajectories)"] = [timed(page, lambda: enter(steps, 500 - 5 * i)) for i in range(1, n + 1)]
-            points = [(i % 11, (3 * i + 2) % 11) for i in range(1, n + 1)]
+            points = [((i % 11 + 0.5) / 12, ((3 * i + 2) % 11 + 0.5) / 12) for i in range(1, n + 1)]
             times["click on the contour (new start, 3 new)"] = [
-                timed(page, lambda: B.click_grid_point(page, i, j)) for i, j in points]
+                timed(page, lambda: B.click_contour(page, u, v)) for u, v in points]
             page.locator('[data-testid="stSidebar"] summary').filter(has_text="AdaMeZO").first.click()
             lr = page.locator('.st-key-playground-adamezo-lr input[type="range"]').first
             lr.wait_for(state="attached", timeout=10_000)

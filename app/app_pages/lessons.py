@@ -6,7 +6,7 @@ import math
 
 import streamlit as st
 
-from app import compute, controls, state, views
+from app import chart, compute, controls, state, views
 from app import figures as F
 from app.presets import LESSONS, lesson_text
 
@@ -35,7 +35,7 @@ def verdict_compare(out: dict) -> str:
 def memory_lesson() -> None:
     measured = compute.measured_state_bytes()
     rows = measured + compute.extrapolated_state_bytes(measured, EXTRAPOLATE)
-    st.plotly_chart(F.memory_figure(rows), key="lessons:memory")
+    chart.plotly_chart(F.memory_figure(rows), key="lessons:memory")
     table = [{"optimizer": r["label"], "parameters": f"{r['params']:,}", "state": F.human_bytes(r["state_bytes"]),
               "bytes": r["state_bytes"], "bytes per parameter": r["state_bytes"] / r["params"],
               "source": "measured" if r["measured"] else "extrapolated"} for r in rows

@@ -13,7 +13,7 @@ import streamlit as st
 
 from optimizers import OPTIMIZERS
 
-from app import controls, state
+from app import chart, controls, state
 from app import figures as F
 
 try:
@@ -159,10 +159,12 @@ def live() -> None:
                                    on_click="ignore")
     if series:
         c1, c2 = st.columns(2)
-        c1.plotly_chart(F.llm_figure(series, "train_loss", title="Training loss against forward passes"),
-                        key="llm:loss")
-        c2.plotly_chart(F.llm_figure(series, "eval_accuracy", title="Dev accuracy against forward passes"),
-                        key="llm:acc")
+        with c1:
+            chart.plotly_chart(F.llm_figure(series, "train_loss", title="Training loss against forward passes"),
+                               key="llm:loss")
+        with c2:
+            chart.plotly_chart(F.llm_figure(series, "eval_accuracy", title="Dev accuracy against forward passes"),
+                               key="llm:acc")
 
 
 st.title("LLM fine-tune")

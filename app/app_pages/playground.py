@@ -15,20 +15,14 @@ BY_KEY = {f.key: f for f in FIELDS}
 
 
 def _apply_click() -> None:
-    """A click on the contour (a point of its click grid or a path) sets the start there."""
+    """A click on the contour (reported by the chart as data coordinates) sets the start there."""
     event = st.session_state.get(f"{PAGE}:chart")
-    try:
-        points = event["selection"]["points"]
-    except (KeyError, TypeError):
+    click = event.get("click") if hasattr(event, "get") else None
+    if not isinstance(click, dict):
         return
-    if not points:
-        return
-    x, y = points[-1].get("x"), points[-1].get("y")
+    x, y = click.get("x"), click.get("y")
     if not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
         return
-    if st.session_state.get(f"{PAGE}:last_click") == (x, y):
-        return
-    st.session_state[f"{PAGE}:last_click"] = (x, y)
     st.session_state[state.widget_key(PAGE, "x0")] = round(float(x), 4)
     st.session_state[state.widget_key(PAGE, "y0")] = round(float(y), 4)
 

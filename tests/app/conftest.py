@@ -28,9 +28,15 @@ def decode(value):
     return np.asarray(value, dtype=object) if value is not None else None
 
 
-def spec_of(chart) -> dict:
-    """The figure JSON a ``st.plotly_chart`` element sent."""
-    return json.loads(chart.proto.spec)
+def charts(at) -> list[dict]:
+    """The figures of every chart on the page (``app.chart.plotly_chart`` components), in page order.
+    Every chart goes through that component: a plain ``st.plotly_chart`` would be remounted, and slow,
+    on each rerun."""
+    from app import chart
+
+    assert len(at.get("plotly_chart")) == 0, "a chart bypasses app.chart.plotly_chart"
+    return [json.loads(json.loads(e.proto.json)["figure"]) for e in at.get("bidi_component")
+            if e.proto.component_name == chart.NAME]
 
 
 def open_page(page: str | None, params: dict | None = None, timeout: float = 120):

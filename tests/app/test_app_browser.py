@@ -93,8 +93,10 @@ def contour_paths(page) -> int:
 
 WATCH = """() => {
     const app = document.querySelector('[data-testid="stApp"]');
+    // Charts drawn by app/chart.py stay mounted and carry data-drawing until the figure is drawn.
     const done = () => window.__sawRun && app.getAttribute('data-test-script-state') === 'notRunning' &&
-        document.querySelectorAll('.js-plotly-plot .imagelayer image').length > 0;
+        document.querySelectorAll('.js-plotly-plot .imagelayer image').length > 0 &&
+        document.querySelectorAll('.zo-chart[data-drawing]').length === 0;
     window.__sawRun = false;
     window.__t0 = performance.now();
     window.__t1 = null;
@@ -113,7 +115,15 @@ WATCH = """() => {
         if (state === 'running') window.__sawRun = true;
     });
     window.__watch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
-    const frame = () => { if (done()) window.__t1 = performance.now(); else requestAnimationFrame(frame); };
+    // Done on the first of two animation frames in a row where it holds (a component draws in an
+    // effect that can run just after the frame where the script state changed).
+    let first = null;
+    const frame = () => {
+        if (!done()) first = null;
+        else if (first === null) first = performance.now();
+        else { window.__t1 = first; return; }
+        requestAnimationFrame(frame);
+    };
     requestAnimationFrame(frame);
 }"""
 
@@ -129,17 +139,11 @@ def rerender(page, action, timeout=90_000) -> float:
     return elapsed
 
 
-def click_grid_point(page, i: int, j: int) -> None:
-    """Click point (column i, row j) of the contour's invisible click grid, where Plotly draws it."""
-    x, y = page.evaluate("""([i, j]) => {
-        const gd = document.querySelector('.js-plotly-plot');
-        const grid = gd._fullData.find(t => t.name === 'click to start here');
-        const n = Math.round(Math.sqrt(grid.x.length));
-        const k = j * n + i, full = gd._fullLayout;
-        const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
-        return [box.left + full.xaxis.l2p(grid.x[k]), box.top + full.yaxis.l2p(grid.y[k])];
-    }""", [i, j])
-    page.mouse.click(x, y)
+def click_contour(page, u: float, v: float) -> None:
+    """Click the contour's plot area at fraction ``u`` of its width from the left and ``v`` of its
+    height from the top."""
+    box = page.locator(".zo-chart .nsewdrag").first.bounding_box()
+    page.mouse.click(box["x"] + u * box["width"], box["y"] + v * box["height"])
 
 
 def test_app_in_a_real_browser(server):
@@ -154,7 +158,7 @@ def test_app_in_a_real_browser(server):
         assert contour_paths(page) == 1
         chart = page.locator(".js-plotly-plot").first
         traces = chart.locator(".scatterlayer .trace").count()
-        assert traces >= 10  # colour bar, minima, start, 3 paths, divergence marks, click grid, heads, trails
+        assert traces >= 10  # colour bar, minima, start, 3 paths, divergence marks, heads, trails
         head = chart.locator(".scatterlayer .trace").nth(traces - 2).locator("path.point").first
         before = head.get_attribute("transform")
 
@@ -193,11 +197,21 @@ def test_app_in_a_real_browser(server):
                           for n in (490, 480, 500)]
         assert_no_errors(page)
         times["start"] = []
-        for i, j in ((8, 3), (3, 8), (6, 6)):
-            before = page.url
-            times["start"].append(rerender(page, lambda: click_grid_point(page, i, j)))
-            assert page.url != before and "x0=" in page.url  # the clicked point is the new start
+        for u, v in ((0.7, 0.3), (0.25, 0.65), (0.5, 0.5)):
+            # Where the click lands, in the contour's data coordinates (Plotly's own axis mapping).
+            want = page.evaluate("""([u, v]) => {
+                const gd = document.querySelector('.zo-chart'), full = gd._fullLayout;
+                const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+                return [full.xaxis.p2l(u * box.width), full.yaxis.p2l(v * box.height)];
+            }""", [u, v])
+            times["start"].append(rerender(page, lambda: click_contour(page, u, v)))
             assert_no_errors(page)
+            query = dict(p.split("=", 1) for p in page.url.split("?", 1)[1].split("&"))
+            assert float(query["x0"]) == pytest.approx(want[0], abs=0.02)  # the clicked point is the new start
+            assert float(query["y0"]) == pytest.approx(want[1], abs=0.02)
+            start = page.evaluate("""() => { const t = document.querySelector('.zo-chart')._fullData
+                                               .find(t => t.name === 'start'); return [t.x[0], t.y[0]]; }""")
+            assert start == pytest.approx([float(query["x0"]), float(query["y0"])])
         median = {k: statistics.median(v) for k, v in times.items()}
         print(f"\nre-render after a control change (3 optimizers, 500 steps), median of 3 each: "
               f"colour scale {median['colour']:.2f} s, back to a seed seen before {median['cached']:.2f} s, "
@@ -206,6 +220,17 @@ def test_app_in_a_real_browser(server):
               f"{median['steps']:.2f} s, a click on the contour (new start, 3 new trajectories) "
               f"{median['start']:.2f} s")
         assert page.url.find("seed=0") > 0
+
+        # The 3-D surface, in its own tab: drawn at the tab's full width once the tab is shown.
+        page.get_by_text("3-D surface too", exact=True).click()
+        wait_idle(page)
+        page.get_by_role("tab", name="3-D surface").click()
+        surface = page.locator(".zo-chart").nth(2)
+        surface.locator(".gl-container canvas, canvas").first.wait_for(state="attached", timeout=30_000)
+        page.wait_for_timeout(500)
+        assert surface.bounding_box()["width"] > 400
+        assert page.evaluate("document.querySelectorAll('.zo-chart')[2]._fullData[0].type") == "surface"
+        assert_no_errors(page)
 
         # Every page, through the navigation.
         for title in ("Compare", "Lessons", "LLM fine-tune", "Playground"):

@@ -58,7 +58,7 @@ def test_frames_carry_only_the_animated_heads_by_index():
 
 def test_figure_json_stays_under_2_mb_with_three_optimizers_and_500_steps():
     paths = [make_path(n, seed=i) for i, n in enumerate(["MeZO", "AdaMeZO", "Adam"])]
-    fig = F.contour_animation(make_surface(120), paths, click_grid=25)
+    fig = F.contour_animation(make_surface(120), paths)
     size = len(fig.to_json())
     assert size < 2_000_000
     fig3 = F.surface_animation(make_surface(50), paths)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import landscapes
-from conftest import decode, metrics_table, open_page, spec_of
+from conftest import charts, decode, metrics_table, open_page
 
 from llm_demo.finetune import DEMO_DEFAULTS  # noqa: E402
 from optimizers import OPTIMIZERS  # noqa: E402
@@ -25,7 +25,7 @@ def no_crash(at):
 
 
 def contour_spec(at) -> dict:
-    spec = spec_of(at.get("plotly_chart")[0])
+    spec = charts(at)[0]
     assert spec["layout"]["images"][0]["source"].startswith("data:image/png;base64,")
     assert spec["data"][0]["name"] == "landscape"
     return spec
@@ -63,10 +63,10 @@ def test_playground_default_runs_three_optimizers_and_matches_the_library():
     qp = at.query_params
     assert qp["view"] == "playground" and qp["opts"] == "mezo,adamezo,adam" and qp["adamezo.beta1"] == "0.7"
     # Loss plot: log axis, x = forward passes.
-    loss = spec_of(at.get("plotly_chart")[1])
+    loss = charts(at)[1]
     assert loss["layout"]["yaxis"]["type"] == "log"
     # The 3-D surface keeps its surface trace out of the frames.
-    surf = spec_of(at.get("plotly_chart")[2])
+    surf = charts(at)[2]
     assert surf["data"][0]["type"] == "surface" and all(0 not in fr["traces"] for fr in surf["frames"])
 
 
@@ -131,16 +131,16 @@ def test_playground_custom_formula_good_and_bad():
     no_crash(at)
     spec = contour_spec(at)
     assert spec["layout"]["images"][0]["sizex"] == pytest.approx(6.0)  # the default custom domain
-    click = next(t for t in spec["data"] if t["name"] == "click to start here")
-    f = decode(click["customdata"]).astype(float)
-    x, y = decode(click["x"]).astype(float), decode(click["y"]).astype(float)
-    assert f[0] == pytest.approx(x[0] ** 2 + 10 * y[0] ** 2, rel=0.05)
+    # The run is on the typed formula: the final loss in the table is f at the path's end.
+    path = path_traces(spec)["MeZO"]
+    x, y = decode(path["x"]).astype(float)[-1], decode(path["y"]).astype(float)[-1]
+    assert float(metrics_table(at)[0]["final loss"]) == pytest.approx(x ** 2 + 10 * y ** 2, rel=1e-3, abs=1e-4)
     at = open_page(PLAY, {"view": "playground", "ls": "custom", "expr": "__import__('os').system('true')",
                           "opts": "mezo", "steps": "20"})
     no_crash(at)
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and errors[0].startswith("The landscape could not be built: invalid formula")
-    assert at.get("plotly_chart") == [] or len(at.get("plotly_chart")) == 0
+    assert charts(at) == []
 
 
 def test_playground_divergence_is_a_marked_end_and_a_message():
@@ -178,7 +178,7 @@ def test_playground_fair_comparison_budget_and_path_length():
 def test_compare_default_small_multiples_bands_and_ranking():
     at = open_page(COMPARE, {"view": "compare", "steps": "100", "repeats": "2"})
     no_crash(at)
-    grid, loss = (spec_of(c) for c in at.get("plotly_chart"))
+    grid, loss = charts(at)
     assert sum(t["type"] == "contour" for t in grid["data"]) == 4
     assert [a["text"] for a in grid["layout"]["annotations"]] == [f"beta1 = {v}" for v in ("0", "0.5", "0.7", "0.9")]
     bands = [t for t in loss["data"] if t["name"].endswith(" band")]
@@ -217,7 +217,7 @@ def test_compare_seed_budget_and_bad_values():
 def test_each_lesson_draws_its_figure_and_a_verdict(slug):
     at = open_page(LESSONS, {"view": "lessons", "lesson": slug})
     no_crash(at)
-    assert at.get("plotly_chart")
+    assert charts(at)
     verdict = [m.value for m in at.markdown if m.value.startswith(("**Median final loss", "**Best value"))]
     assert len(verdict) == 1
     assert at.button(key=f"lessons:load:{slug}")
@@ -245,7 +245,7 @@ def test_memory_lesson_numbers_come_from_the_library():
     assert 400_000 <= measured.loc["HiZOO", "bytes"] < 400_100
     big = table[table["parameters"] == "13,000,000,000"].set_index("optimizer")
     assert big.loc["AdaMeZO", "bytes"] == 160 and big.loc["Adam (first order)", "bytes"] >= 104e9
-    bars = spec_of(at.get("plotly_chart")[0])
+    bars = charts(at)[0]
     assert bars["layout"]["yaxis"]["type"] == "log" and len(bars["data"]) == 5
 
 
@@ -283,7 +283,7 @@ def test_llm_page_finds_runs_and_shows_counters_and_charts(tmp_path, monkeypatch
     assert metrics["forward passes"] == "40" and metrics["steps / s"] == "2.00"
     assert metrics["optimizer state"] == "160 B" and metrics["peak memory"] == "118 MiB"
     assert metrics["dev accuracy"] == "0.700"
-    loss, acc = (spec_of(c) for c in at.get("plotly_chart"))
+    loss, acc = charts(at)
     assert list(loss["data"][0]["x"]) == list(range(2, 42, 2))
     assert list(acc["data"][0]["y"]) == [0.6, 0.7]
     assert at.query_params["opts"] == "mezo,adamezo" and at.query_params["adamezo.lr"] == f"{DEMO_LR:g}"
@@ -297,3 +297,20 @@ def test_llm_page_bad_input_is_an_error_not_a_traceback(tmp_path, monkeypatch):
     at.button(key="llm:start").click().run()
     no_crash(at)
     assert any("MeZO did not start" in e.value and "no such model folder" in e.value for e in at.error)
+
+
+def test_charts_load_the_plotly_js_that_plotly_ships_and_only_the_contour_takes_clicks():
+    import plotly.offline
+
+    from app import chart
+
+    js = chart.PLOTLY_DIR / chart.PLOTLY_JS
+    assert f"plotly.js v{plotly.offline.get_plotlyjs_version()}" in js.read_text(encoding="utf-8")[:200]
+    at = open_page(None, {"view": "playground", "opts": "mezo", "steps": "20", "surface3d": "1"})
+    no_crash(at)
+    sent = {e.proto.id.rsplit("-", 1)[-1]: json.loads(e.proto.json) for e in at.get("bidi_component")}
+    assert sorted(sent) == ["playground:chart", "playground:loss", "playground:surface"]
+    assert {k: d["clickable"] for k, d in sent.items()} == {"playground:chart": True, "playground:loss": False,
+                                                           "playground:surface": False}
+    assert all(d["src"].startswith("/component/") and d["src"].endswith("/plotly.min.js") for d in sent.values())
+    assert all(d["config"] == {"displaylogo": False} for d in sent.values())
