@@ -1,0 +1,67 @@
+"""Many trajectories on worker processes: the same runs, bit for bit, in the order asked."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from landscapes import TrajectoryJob, custom, get, parallel, run_trajectories, run_trajectory
+
+
+@pytest.fixture(scope="module")
+def pool():
+    parallel.start_pool(2)
+    yield
+    parallel.shutdown_pool()
+
+
+def same_run(a, b) -> bool:
+    return (np.array_equal(a.xy, b.xy) and np.array_equal(a.loss, b.loss)
+            and np.array_equal(a.forward_passes, b.forward_passes) and a.diverged_at == b.diverged_at
+            and (a.optimizer, a.seed, a.seed_budget, a.steps) == (b.optimizer, b.seed, b.seed_budget, b.steps))
+
+
+def test_pool_runs_equal_run_trajectory_bit_for_bit_in_the_order_given(pool):
+    ls = get("quadratic", kappa=30, angle=20)
+    formula = custom("x**2 + 10*y**2 + sin(3*x)", domain=((-2, 2), (-2, 2)), start=(1.5, 1.2))
+    jobs = [TrajectoryJob(ls, "adamezo", 120, {"lr": 0.02, "horizon": 5}, seed=3, seed_budget=4),
+            TrajectoryJob("rosenbrock", "mezo", 300, {"lr": 0.002}, start=(-1.0, 2.0), seed=7),
+            TrajectoryJob(formula, "hizoo", 80, {"lr": 0.01}, seed=1),
+            TrajectoryJob(ls, "adam", 200, {"lr": 0.05}),
+            TrajectoryJob(custom("-exp(x) + y**2", ((-2, 2), (-2, 2)), (0.0, 0.5)), "mezo", 500, {"lr": 0.1})]
+    runs = run_trajectories(jobs, processes=2)
+    assert parallel.pool_ready()
+    expected = [run_trajectory(j.landscape, j.name, j.steps, dict(j.hyper), j.start, j.seed, j.seed_budget)
+                for j in jobs]
+    assert [r.optimizer for r in runs] == ["adamezo", "mezo", "hizoo", "adam", "mezo"]
+    assert all(same_run(a, b) for a, b in zip(runs, expected))
+    assert runs[4].diverged_at == 15  # overflows to -inf (as in the engine's divergence test)
+    # In this process (processes=1): the same again.
+    assert all(same_run(a, b) for a, b in zip(run_trajectories(jobs, processes=1), expected))
+
+
+def test_a_bad_job_raises_its_error_or_takes_its_place(pool):
+    jobs = [TrajectoryJob("booth", "mezo", 20, {"lr": 0.01}), TrajectoryJob("booth", "adamezo", 20, {"lr": -1.0}),
+            TrajectoryJob("booth", "adam", 20, {"lr": 0.1})]
+    with pytest.raises(ValueError, match="lr"):
+        run_trajectories(jobs, processes=2)
+    out = run_trajectories(jobs, processes=2, return_exceptions=True)
+    assert isinstance(out[1], ValueError) and "lr" in str(out[1])
+    assert same_run(out[0], run_trajectory("booth", "mezo", 20, {"lr": 0.01}))
+    assert same_run(out[2], run_trajectory("booth", "adam", 20, {"lr": 0.1}))
+
+
+def test_a_landscape_without_a_recipe_runs_in_this_process(pool):
+    ls = dataclasses.replace(get("booth"), recipe={})  # built by hand: workers could not rebuild it
+    jobs = [TrajectoryJob(ls, "mezo", 30, {"lr": 0.01}), TrajectoryJob(ls, "adam", 30, {"lr": 0.1})]
+    runs = run_trajectories(jobs, processes=2)
+    assert same_run(runs[0], run_trajectory(ls, "mezo", 30, {"lr": 0.01}))
+    assert same_run(runs[1], run_trajectory(ls, "adam", 30, {"lr": 0.1}))
+
+
+@pytest.mark.parametrize("processes", [0, -2, 1.5, True, "2"])
+def test_bad_process_counts_and_jobs_are_refused(processes):
+    with pytest.raises(ValueError, match="processes must be a positive integer or None"):
+        run_trajectories([TrajectoryJob("booth", "mezo", 5)], processes=processes)
+    with pytest.raises(ValueError, match=r"jobs\[1\] must be a TrajectoryJob, got tuple"):
+        run_trajectories([TrajectoryJob("booth", "mezo", 5), ("booth", "mezo", 5)], processes=1)
