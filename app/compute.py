@@ -9,7 +9,10 @@ records (:class:`app.figures.Path`, :class:`app.figures.Surface`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -50,26 +53,123 @@ def hyper_items(hyper: Mapping[str, Any]) -> tuple:
     return tuple(sorted(hyper.items()))
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def _trajectory(key: LandscapeKey, name: str, steps: int, hyper: tuple, start: tuple[float, float],
-                seed: int, seed_budget: int | None) -> Trajectory:
-    ls = build_landscape(key)
-    return landscapes.run_trajectory(ls, name, int(steps), dict(hyper), start=start, seed=int(seed),
+class _Runs:
+    """Trajectories shared by every session, least recently used dropped first (what ``st.cache_data``
+    did for them, plus the one thing it cannot do: say which runs of a setting are missing, so that
+    those are computed together on several cores)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._runs: OrderedDict[tuple, Trajectory] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> Trajectory | None:
+        with self._lock:
+            run = self._runs.get(key)
+            if run is not None:
+                self._runs.move_to_end(key)
+            return run
+
+    def put(self, key: tuple, run: Trajectory) -> None:
+        for a in (run.xy, run.loss, run.forward_passes):
+            a.flags.writeable = False  # shared between sessions: nobody may change a cached run
+        with self._lock:
+            self._runs[key] = run
+            self._runs.move_to_end(key)
+            while len(self._runs) > self.size:
+                self._runs.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._runs.clear()
+
+
+RUNS = _Runs(512)
+
+#: Worker processes for new trajectories (``ADAMEZO_APP_PROCESSES``; 1: compute in the server process).
+#: Default: the CPU cores, at most 4. Runs are computed in the pool only when at least two are missing
+#: and together they have at least ``PARALLEL_MIN_STEPS`` steps (below that, sending them costs more
+#: than it saves).
+PARALLEL_MIN_STEPS = 400
+
+
+def processes() -> int:
+    raw = os.environ.get("ADAMEZO_APP_PROCESSES", "").strip()
+    if not raw:
+        return min(4, landscapes.parallel.default_processes())
+    try:
+        n = int(raw)
+    except ValueError:
+        raise ValueError(f"ADAMEZO_APP_PROCESSES={raw!r} is not an integer; allowed: 1 (no worker processes) "
+                         f"or more") from None
+    if n < 1:
+        raise ValueError(f"ADAMEZO_APP_PROCESSES={n} is too small; allowed: 1 (no worker processes) or more")
+    return n
+
+
+def start_workers() -> None:
+    """Start the worker processes in the background (once per server; the first runs of the first page
+    are computed in the server process until the workers are up)."""
+    if processes() > 1:
+        landscapes.parallel.start_pool(processes())
+
+
+def _run_key(key: LandscapeKey, name: str, steps: int, hyper: tuple, start: tuple[float, float], seed: int,
+             seed_budget: int | None) -> tuple:
+    # First-order optimizers draw no random directions (seed and seed budget have no effect on their
+    # run): one cached run serves every seed and budget.
+    if not OPTIMIZERS[name].zeroth_order:
+        seed, seed_budget = 0, None
+    return (key, name, int(steps), hyper, start, int(seed), seed_budget)
+
+
+def _compute(run_key: tuple) -> Trajectory:
+    key, name, steps, hyper, start, seed, seed_budget = run_key
+    return landscapes.run_trajectory(build_landscape(key), name, steps, dict(hyper), start=start, seed=seed,
                                      seed_budget=seed_budget)
+
+
+def prefetch(requests: Iterable[tuple]) -> None:
+    """Compute the runs of ``requests`` (``trajectory`` arguments) that are not cached yet, together:
+    on the worker processes when they are up and the work is large enough, else one after another.
+    A run that fails (bad hyperparameter) is left out; ``trajectory`` raises its error."""
+    missing = list(dict.fromkeys(k for k in (_run_key(*r) for r in requests) if RUNS.get(k) is None))
+    if not missing:
+        return
+    try:
+        n = processes()
+    except ValueError:  # shown once by app/main.py
+        n = 1
+    if (n > 1 and len(missing) > 1 and sum(k[2] for k in missing) >= PARALLEL_MIN_STEPS
+            and landscapes.parallel.pool_ready()):
+        jobs = [landscapes.TrajectoryJob(build_landscape(k[0]), k[1], k[2], dict(k[3]), k[4], k[5], k[6])
+                for k in missing]
+        for k, run in zip(missing, landscapes.run_trajectories(jobs, processes=n, return_exceptions=True)):
+            if isinstance(run, Trajectory):
+                RUNS.put(k, run)
+        return
+    for k in missing:
+        try:
+            RUNS.put(k, _compute(k))
+        except ValueError:
+            pass
 
 
 def trajectory(key: LandscapeKey, name: str, steps: int, hyper: tuple, start: tuple[float, float],
                seed: int, seed_budget: int | None) -> Trajectory:
-    """One cached ``landscapes.run_trajectory``.
+    """One ``landscapes.run_trajectory``, cached (``ValueError`` for bad hyperparameters).
 
-    First-order optimizers draw no random directions (seed and seed budget have no effect on their
-    run), so their runs are cached under seed 0 and no budget, and computed once for every seed and
-    every repeat; the returned record still names the seed and budget that were asked for.
+    A first-order run is computed once for every seed and every repeat; the returned record still
+    names the seed and budget that were asked for.
     """
-    if OPTIMIZERS[name].zeroth_order:
-        return _trajectory(key, name, steps, hyper, start, seed, seed_budget)
-    run = _trajectory(key, name, steps, hyper, start, 0, None)
-    return replace(run, seed=int(seed), seed_budget=seed_budget)
+    k = _run_key(key, name, steps, hyper, start, seed, seed_budget)
+    run = RUNS.get(k)
+    if run is None:
+        run = _compute(k)
+        RUNS.put(k, run)
+    if (run.seed, run.seed_budget) != (int(seed), seed_budget):
+        run = replace(run, seed=int(seed), seed_budget=seed_budget)
+    return run
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -144,12 +244,18 @@ def _full_passes(runs: Sequence[Trajectory]) -> np.ndarray:
     return np.arange(steps + 1) * per_step
 
 
+def setting_runs(key: LandscapeKey, name: str, steps: int, hyper: Mapping[str, Any], start: tuple[float, float],
+                 seed: int, seed_budget: int | None, repeats: int) -> list[tuple]:
+    """The ``trajectory`` arguments of every run of a setting (one per repeat), for ``prefetch``."""
+    items = hyper_items(hyper)
+    return [(key, name, steps, items, start, seed + r, seed_budget) for r in range(repeats)]
+
+
 def run_setting(key: LandscapeKey, name: str, steps: int, hyper: Mapping[str, Any], start: tuple[float, float],
                 seed: int, seed_budget: int | None, repeats: int) -> RunResult:
     """``repeats`` runs (seeds ``seed … seed+repeats−1``), each cached, summarized with median and
     10 %/90 % quantiles. ``ValueError`` from the library (bad hyperparameters) propagates."""
-    items = hyper_items(hyper)
-    runs = [trajectory(key, name, steps, items, start, seed + r, seed_budget) for r in range(repeats)]
+    runs = [trajectory(*r) for r in setting_runs(key, name, steps, hyper, start, seed, seed_budget, repeats)]
     summary = landscapes.summarize(runs)
     metrics = runs[0].metrics(build_landscape(key))
     return RunResult(name, OPTIMIZERS[name].title, dict(hyper), steps, runs, summary, metrics)

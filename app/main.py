@@ -15,7 +15,13 @@ if str(ROOT) not in sys.path:  # so that ``import app.figures`` works however th
 
 import streamlit as st  # noqa: E402
 
+from app import compute  # noqa: E402
+
 st.set_page_config(page_title="AdaMeZO lab", page_icon="🧭", layout="wide")
+try:
+    compute.start_workers()  # in the background; a no-op once they run
+except ValueError as exc:
+    st.warning(f"{exc}. New trajectories are computed in the server process, one after another.")
 
 PAGES = [
     st.Page("app_pages/playground.py", title="Playground", icon="🎯", url_path="playground", default=True),

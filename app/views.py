@@ -87,6 +87,8 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
                          f"({target:.3g}); " + ("; ".join(matched) or "nothing to match") + ".")
     results, paths = [], []
     colours = compute.colours(names)
+    compute.prefetch(r for n in names
+                     for r in compute.setting_runs(lkey, n, steps_of[n], hypers[n], start, seed, budget, repeats))
     for n in names:
         try:
             r = compute.run_setting(lkey, n, steps_of[n], hypers[n], start, seed, budget, repeats)
@@ -170,13 +172,12 @@ def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = Tr
     base = controls.hyper_of(values, name)
     results, panels, paths = [], [], []
     colours = F.sweep_colours(len(sweep_values))
-    for v, colour in zip(sweep_values, colours):
+    # (hyperparameters, seed budget) of each swept value.
+    settings = [(dict(base), v) if param == "seed_budget" else (base | {param: v}, budget) for v in sweep_values]
+    compute.prefetch(r for hyper, sb in settings
+                     for r in compute.setting_runs(lkey, name, steps, hyper, start, seed, sb, repeats))
+    for v, (hyper, sb), colour in zip(sweep_values, settings, colours):
         label = f"{param} = {controls.fmt(v)}"
-        hyper, sb = dict(base), budget
-        if param == "seed_budget":
-            sb = v
-        else:
-            hyper[param] = v
         try:
             r = compute.run_setting(lkey, name, steps, hyper, start, seed, sb, repeats)
         except ValueError as exc:

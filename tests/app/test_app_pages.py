@@ -91,9 +91,9 @@ def test_playground_edge_setting_one_step_repeats_and_changing_a_control():
 def test_playground_first_order_run_is_computed_once_for_every_seed(monkeypatch):
     """Adam draws no random directions: a new seed (or more repeats) re-runs only the ZO optimizers,
     and Adam's path and metrics are the same run, labelled with the seed asked for."""
-    import streamlit as st
+    from app import compute
 
-    st.cache_data.clear()
+    compute.RUNS.clear()
     calls = []
     real = landscapes.run_trajectory
     monkeypatch.setattr(landscapes, "run_trajectory",
