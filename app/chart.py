@@ -113,11 +113,11 @@ def _plotly_src() -> str:
     return "/" + "/".join(p for p in (base, "component", served.name, PLOTLY_JS) if p)
 
 
-def plotly_chart(figure: Any, *, key: str, config: Mapping[str, Any] | None = None, clickable: bool = False,
-                 figure_json: str | None = None):
-    """Show ``figure`` in a chart that keeps its place across reruns. Returns the clicked point
-    ``{"x", "y"}`` (data coordinates) of this rerun when ``clickable``, else ``None``."""
-    fig_json = figure_json if figure_json is not None else pio.to_json(figure, validate=False)
+def plotly_chart(figure: Any, *, key: str, config: Mapping[str, Any] | None = None, clickable: bool = False):
+    """Show ``figure`` (a ``go.Figure`` or a plain figure dict) in a chart that keeps its place across
+    reruns. Returns the clicked point ``{"x", "y"}`` (data coordinates) of this rerun when
+    ``clickable``, else ``None``."""
+    fig_json = pio.to_json(figure, validate=False)
     data = {"figure": fig_json, "config": dict(config or {}), "clickable": clickable, "src": _plotly_src(),
             "revision": str(hash(fig_json))}
     result = _component(key=key, data=data, on_click_change=lambda: None)

@@ -192,16 +192,17 @@ def contour_image(key: LandscapeKey, n: int = 120, colour: str = "auto") -> str:
 
 @st.cache_resource(max_entries=32, show_spinner=False)
 def contour_figure(setting: tuple, _surface: Surface, _paths: Sequence[Path], align: str, _image: str):
-    """The animated contour of a setting, built once (building ~60 frames is most of a re-render).
+    """The animated contour of a setting as a plain figure dict (``figures.contour_animation_dict``),
+    built once per setting.
 
     ``setting`` is the full hashable setting the paths were computed from (landscape key, colour mode,
     start, every optimizer's name/steps/hyperparameters/colour, seed, seed budget, repeats): the
     unhashed ``_surface``, ``_paths`` and background ``_image`` are a pure function of it. The figure is shared between
     reruns and sessions and must not be modified (``app.chart.plotly_chart`` only reads it).
     """
-    from app.figures import contour_animation
+    from app.figures import contour_animation_dict
 
-    return contour_animation(_surface, _paths, align=align, max_frames=60, image=_image)
+    return contour_animation_dict(_surface, _paths, align=align, max_frames=60, image=_image)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)

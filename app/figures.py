@@ -217,28 +217,44 @@ def contour_animation(
     """Contour of the landscape with every path, animated heads, play/pause buttons and a step slider.
 
     The landscape is a background image (``layout.images[0]``, filled contours drawn by matplotlib)
-    and trace 0 only carries its colour bar. Trace layout: 0 colour bar, 1 minima, 2 start, then per path a faint full path, then a divergence
-    marker trace (empty if none diverged), and last the animated traces: per path a head and a trailing segment. Frames carry only those last traces, by index.
-    Frames are named by step, or by forward passes with ``align="forward_passes"`` (fair budgets).
-    ``image`` is the background from :func:`contour_image` (pass a cached one; made here if omitted).
+    and trace 0 only carries its colour bar. Trace layout: 0 colour bar, 1 minima, 2 start, then per
+    path a faint full path, then a divergence marker trace (empty if none diverged), and last the
+    animated traces: per path a head and a trailing segment. Frames carry only those last traces, by
+    index. Frames are named by step, or by forward passes with ``align="forward_passes"`` (fair
+    budgets). ``image`` is the background from :func:`contour_image` (pass a cached one; made here if
+    omitted). The figure is :func:`contour_animation_dict` validated by Plotly.
     """
+    return go.Figure(contour_animation_dict(surface, paths, max_frames=max_frames, trail=trail, frame_ms=frame_ms,
+                                            height=height, align=align, image=image))
+
+
+def contour_animation_dict(
+    surface: Surface,
+    paths: Sequence[Path],
+    *,
+    max_frames: int = MAX_FRAMES,
+    trail: int = 12,
+    frame_ms: int = 60,
+    height: int = 560,
+    align: str = "step",
+    image: str | None = None,
+) -> dict:
+    """:func:`contour_animation` as a plain figure dict, built without Plotly's objects (their
+    validation was ~0.1 s of every Playground re-render with 60 frames; the app sends this dict, the
+    tests check that Plotly accepts it)."""
     domain = surface.domain
     (x0, x1), (y0, y1) = domain
-    fig = go.Figure()
-    fig.add_trace(_colourbar_trace(surface))
-    fig.add_layout_image(source=image or contour_image(surface), xref="x", yref="y", x=x0, y=y1, sizex=x1 - x0,
-                         sizey=y1 - y0, sizing="stretch", layer="below", opacity=1.0, name="landscape")
-    fig.add_trace(_minima_trace(surface))
+    data = [_colourbar_trace(surface).to_plotly_json(), _minima_trace(surface).to_plotly_json()]
     sx, sy = surface.start if surface.start is not None else (
         (paths[0].xy[0] if paths else (math.nan, math.nan)))
-    fig.add_trace(go.Scatter(x=[sx], y=[sy], mode="markers", name="start", showlegend=False,
-                             marker=dict(symbol="circle-open", size=14, color="white", line=dict(width=3)),
-                             hovertemplate="start (%{x:.3f}, %{y:.3f})<extra></extra>"))
+    data.append(dict(type="scatter", x=[float(sx)], y=[float(sy)], mode="markers", name="start", showlegend=False,
+                     marker=dict(symbol="circle-open", size=14, color="white", line=dict(width=3)),
+                     hovertemplate="start (%{x:.3f}, %{y:.3f})<extra></extra>"))
     shown = [_display_xy(p.xy, domain) for p in paths]
     for p, xy in zip(paths, shown):
-        fig.add_trace(go.Scatter(
-            x=_round(xy[:, 0]), y=_round(xy[:, 1]), mode="lines", name=p.label, legendgroup=p.label,
-            line=dict(color=p.colour, width=1.5), opacity=0.55,
+        data.append(dict(
+            type="scatter", x=_round(xy[:, 0]), y=_round(xy[:, 1]), mode="lines", name=p.label,
+            legendgroup=p.label, line=dict(color=p.colour, width=1.5), opacity=0.55,
             hovertemplate=p.label + " step %{customdata}<br>(%{x:.3f}, %{y:.3f})<extra></extra>",
             customdata=np.arange(len(xy)),
         ))
@@ -248,16 +264,15 @@ def contour_animation(
             ends_x.append(float(xy[-1, 0]))
             ends_y.append(float(xy[-1, 1]))
             ends_text.append(f"{p.label} diverged at step {p.diverged_at}")
-    fig.add_trace(go.Scatter(x=ends_x, y=ends_y, mode="markers+text", name="diverged", showlegend=False,
-                             text=["diverged"] * len(ends_x), textposition="top center",
-                             textfont=dict(color="white"), hovertext=ends_text, hoverinfo="text",
-                             marker=dict(symbol="x-thin", size=18, line=dict(width=4, color="#ff2020"))))
-    first_animated = len(fig.data)
+    data.append(dict(type="scatter", x=ends_x, y=ends_y, mode="markers+text", name="diverged", showlegend=False,
+                     text=["diverged"] * len(ends_x), textposition="top center",
+                     textfont=dict(color="white"), hovertext=ends_text, hoverinfo="text",
+                     marker=dict(symbol="x-thin", size=18, line=dict(width=4, color="#ff2020"))))
+    first_animated = len(data)
     steps = frame_steps(_clock_end(paths, align), max_frames)
     last = steps[-1]
 
     def animated(step: int) -> list[dict]:
-        # Plain dicts (validated once when the figure takes them): much faster than go.Scatter objects.
         out = []
         for p, xy in zip(paths, shown):
             i = _head_at(p, step, align)
@@ -268,31 +283,33 @@ def contour_animation(
         return out
 
     for p, (head, seg) in zip(paths, zip(*[iter(animated(last))] * 2)):
-        fig.add_trace(go.Scatter(x=head["x"], y=head["y"], mode="markers", name=p.label + " (now)",
-                                 legendgroup=p.label, showlegend=False,
-                                 marker=dict(size=12, color=p.colour, line=dict(color="white", width=2)),
-                                 hoverinfo="skip"))
-        fig.add_trace(go.Scatter(x=seg["x"], y=seg["y"], mode="lines", legendgroup=p.label, showlegend=False,
-                                 line=dict(color=p.colour, width=4), hoverinfo="skip", name=p.label + " (trail)"))
-    indices = list(range(first_animated, len(fig.data)))
-    fig.frames = [{"name": str(s), "data": animated(s), "traces": indices} for s in steps]
-    _add_player(fig, steps, frame_ms, redraw=False, active=len(steps) - 1,
-                prefix="forward passes " if align == "forward_passes" else "step ")
-    fig.update_xaxes(range=[x0, x1], title_text="x", constrain="domain", showgrid=False, zeroline=False)
-    fig.update_yaxes(range=[y0, y1], title_text="y", scaleanchor="x", scaleratio=1, constrain="domain",
-                     showgrid=False, zeroline=False)
-    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=90), title=dict(text=surface.title, x=0.01),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
-                      dragmode="pan", uirevision=surface.title)
-    return fig
+        data.append(dict(head, mode="markers", name=p.label + " (now)", legendgroup=p.label, showlegend=False,
+                         marker=dict(size=12, color=p.colour, line=dict(color="white", width=2)), hoverinfo="skip"))
+        data.append(dict(seg, mode="lines", legendgroup=p.label, showlegend=False,
+                         line=dict(color=p.colour, width=4), hoverinfo="skip", name=p.label + " (trail)"))
+    indices = list(range(first_animated, len(data)))
+    frames = [{"name": str(s), "data": animated(s), "traces": indices} for s in steps]
+    layout = dict(
+        images=[dict(source=image or contour_image(surface), xref="x", yref="y", x=x0, y=y1, sizex=x1 - x0,
+                     sizey=y1 - y0, sizing="stretch", layer="below", opacity=1.0, name="landscape")],
+        xaxis=dict(range=[x0, x1], title=dict(text="x"), constrain="domain", showgrid=False, zeroline=False),
+        yaxis=dict(range=[y0, y1], title=dict(text="y"), scaleanchor="x", scaleratio=1, constrain="domain",
+                   showgrid=False, zeroline=False),
+        height=height, margin=dict(l=10, r=10, t=40, b=90), title=dict(text=surface.title, x=0.01),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right"),
+        dragmode="pan", uirevision=surface.title,
+        **_player(steps, frame_ms, redraw=False, active=len(steps) - 1,
+                  prefix="forward passes " if align == "forward_passes" else "step "),
+    )
+    return {"data": data, "layout": layout, "frames": frames}
 
 
-def _add_player(fig: go.Figure, steps: Sequence[int], frame_ms: int, *, redraw: bool, active: int,
-                prefix: str = "step ") -> None:
+def _player(steps: Sequence[int], frame_ms: int, *, redraw: bool, active: int, prefix: str = "step ") -> dict:
+    """Layout entries of a play/pause button pair and a slider with one step per frame."""
     play_args = {"frame": {"duration": frame_ms, "redraw": redraw}, "transition": {"duration": 0},
                  "mode": "immediate", "fromcurrent": False}
     pause_args = {"frame": {"duration": 0, "redraw": False}, "transition": {"duration": 0}, "mode": "immediate"}
-    fig.update_layout(
+    return dict(
         updatemenus=[dict(
             type="buttons", direction="left", showactive=False, x=0.0, y=-0.12, xanchor="left", yanchor="top",
             pad=dict(r=8, t=8),
@@ -307,6 +324,11 @@ def _add_player(fig: go.Figure, steps: Sequence[int], frame_ms: int, *, redraw: 
                                          "transition": {"duration": 0}}]) for s in steps],
         )],
     )
+
+
+def _add_player(fig: go.Figure, steps: Sequence[int], frame_ms: int, *, redraw: bool, active: int,
+                prefix: str = "step ") -> None:
+    fig.update_layout(**_player(steps, frame_ms, redraw=redraw, active=active, prefix=prefix))
 
 
 # --------------------------------------------------------------------------------- 3-D surface

@@ -6,6 +6,7 @@ import csv
 import json
 
 import numpy as np
+import plotly.io as pio
 import pytest
 
 from conftest import decode
@@ -61,6 +62,9 @@ def test_figure_json_stays_under_2_mb_with_three_optimizers_and_500_steps():
     fig = F.contour_animation(make_surface(120), paths)
     size = len(fig.to_json())
     assert size < 2_000_000
+    # What the app sends: the same figure as a plain dict, without Plotly's typed arrays.
+    plain = F.contour_animation_dict(make_surface(120), paths)
+    assert len(pio.to_json(plain, validate=False)) < 2_000_000
     fig3 = F.surface_animation(make_surface(50), paths)
     assert len(fig3.to_json()) < 2_000_000
     assert len(fig3.frames) == 60
