@@ -18,10 +18,6 @@ import streamlit as st  # noqa: E402
 from app import compute  # noqa: E402
 
 st.set_page_config(page_title="AdaMeZO lab", page_icon="🧭", layout="wide")
-try:
-    compute.start_workers()  # in the background; a no-op once they run
-except ValueError as exc:
-    st.warning(f"{exc}. New trajectories are computed in the server process, one after another.")
 
 PAGES = [
     st.Page("app_pages/playground.py", title="Playground", icon="🎯", url_path="playground", default=True),
@@ -32,3 +28,8 @@ PAGES = [
 
 page = st.navigation(PAGES)
 page.run()
+# After the page, so that starting them (seconds of CPU each) does not slow the first page down.
+try:
+    compute.start_workers()  # in the background; a no-op once they run
+except ValueError as exc:
+    st.warning(f"{exc}. New trajectories are computed in the server process, one after another.")

@@ -6,7 +6,9 @@ Prints, per optimizer and for the three together, the median over ``--repeats`` 
 (``time.process_time``, all threads of this process) and the wall time, after one warm-up round
 (the first torch calls of a process pay a one-off start-up cost). The target is under 1 s of CPU for
 MeZO + AdaMeZO + Adam, 500 steps each. Also prints the CPU time of the same optimizer steps in a
-bare loop (no recording) and the cost of the engine's per-step recording on its own.
+bare loop (no recording), the cost of the engine's per-step recording on its own, and the wall time
+of the three runs through ``landscapes.run_trajectories`` in this process and on worker processes
+(``--processes``, default the CPU cores), alternating, once the workers are up.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from landscapes import get, run_trajectory  # noqa: E402
+from landscapes import TrajectoryJob, get, parallel, run_trajectories, run_trajectory  # noqa: E402
 from optimizers import make_optimizer  # noqa: E402
 
 RUNS = [
@@ -67,6 +69,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--processes", type=int, default=None, help="worker processes (default: the CPU cores)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -103,6 +106,20 @@ def main() -> None:
     print(f"engine recording per step: {1e6 * recording_cost(args.steps):.2f} us "
           "(plus one vectorized loss evaluation per run)")
     print(f"3 optimizers x {args.steps} steps: {total:.3f} s CPU ({'under' if total < 1 else 'OVER'} the 1 s target)")
+
+    processes = args.processes or parallel.default_processes()
+    parallel.start_pool(processes)
+    while not parallel.pool_ready():
+        time.sleep(0.05)
+    jobs = [TrajectoryJob(ls, name, args.steps, hyper) for name, hyper in RUNS]
+    here, pooled = [], []
+    for _ in range(args.repeats):
+        here.append(timed(lambda: run_trajectories(jobs, processes=1))[1])
+        pooled.append(timed(lambda: run_trajectories(jobs, processes=processes))[1])
+    h, p = statistics.median(here), statistics.median(pooled)
+    print(f"the three through run_trajectories, wall s: in this process {h:.3f}, on {processes} worker processes "
+          f"{p:.3f} (ratio {p / h:.2f})")
+    parallel.shutdown_pool()
 
 
 if __name__ == "__main__":

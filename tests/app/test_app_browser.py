@@ -130,7 +130,8 @@ WATCH = """() => {
 
 def rerender(page, action, timeout=90_000) -> float:
     """Seconds from a control change (the key or pointer press) until the script has run and the
-    contour is drawn again, measured in the page (the first animation frame where it is drawn)."""
+    contour is drawn again, measured in the page: the first of two animation frames in a row where the
+    script has finished and no chart is still drawing its new figure (``data-drawing``)."""
     page.evaluate(WATCH)
     action()
     page.wait_for_function("() => window.__t1 !== null", timeout=timeout, polling=20)
