@@ -11,7 +11,6 @@ Streamlit serves that folder as a static component path, and the page loads it o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -85,6 +84,8 @@ export default function (component) {
   });
   if (!gd.__zoClickListener) {
     // A click anywhere in the plot area reports its data coordinates (not only clicks on points).
+    // The end of a drag (panning) fires no click here: Plotly's drag handling keeps it (the browser
+    // test checks that a drag leaves the start where it was).
     gd.__zoClickListener = true;
     gd.addEventListener('click', (ev) => {
       if (!gd.__zoClickable || !gd._fullLayout) return;

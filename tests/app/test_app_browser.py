@@ -173,11 +173,20 @@ def test_app_in_a_real_browser(server):
         assert_no_errors(page)
 
         # Re-render after changing controls, three optimizers and 500 steps: the median of three
-        # changes of each kind (each change is a full script run, as Streamlit does for any widget).
+        # changes of each kind (each change is a full script run, as Streamlit does for any widget),
+        # once the app's worker processes (started after the first page) are up.
+        page.wait_for_timeout(8_000)
         times: dict[str, list[float]] = {"colour": [], "seed": [], "cached": []}
         for mode in ("linear", "log", "auto"):
             times["colour"].append(rerender(page, lambda: page.get_by_text(mode, exact=True).first.click()))
         assert_no_errors(page)
+        # The charts stay mounted: the same DOM nodes, updated in place, after a change.
+        page.evaluate("document.querySelectorAll('.zo-chart').forEach(c => { c.__kept = true; })")
+        revision = chart.get_attribute("data-revision")
+        rerender(page, lambda: page.get_by_text("linear", exact=True).first.click())
+        assert page.evaluate("[...document.querySelectorAll('.zo-chart')].map(c => c.__kept === true)") == [True, True]
+        assert chart.get_attribute("data-revision") != revision  # and the contour shows the new figure
+        rerender(page, lambda: page.get_by_text("auto", exact=True).first.click())
         seed_box = page.locator('[data-testid="stNumberInput"] input').nth(3)  # start x, start y, steps, seed
         for new_seed, kind in ((1, "seed"), (2, "seed"), (3, "seed"), (1, "cached"), (2, "cached"), (0, "cached")):
             times[kind].append(rerender(page, lambda: (seed_box.fill(str(new_seed)), seed_box.press("Enter"))))
@@ -192,6 +201,17 @@ def test_app_in_a_real_browser(server):
             times["lr"].append(rerender(page, lambda: (lr_slider.focus(), lr_slider.press(key))))
             assert page.url != before and "adamezo.lr=" in page.url  # the setting changed and is in the link
             assert_no_errors(page)
+        # Dragging pans the contour and does not move the start.
+        box = page.locator(".zo-chart .nsewdrag").first.bounding_box()
+        before = page.url
+        page.mouse.move(box["x"] + 0.4 * box["width"], box["y"] + 0.4 * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.5 * box["height"], steps=5)
+        page.mouse.up()
+        page.wait_for_timeout(800)
+        wait_idle(page)
+        assert page.url == before
+        page.locator(".zo-chart .modebar-btn[data-title='Reset axes']").first.click()
         # Steps (three new trajectories, Adam's included) and a click on the contour (a new start).
         steps_box = page.locator('[data-testid="stNumberInput"] input').nth(2)
         times["steps"] = [rerender(page, lambda: (steps_box.fill(str(n)), steps_box.press("Enter")))
