@@ -11,7 +11,9 @@ thread each). Workers rebuild a landscape from its ``recipe`` (see :func:`landsc
 a job whose landscape has no recipe (a ``Landscape`` built by hand) runs in the calling process.
 
 The pool is started on first use and kept for later calls (starting a worker imports torch: seconds);
-:func:`start_pool` starts it ahead of time without waiting, :func:`pool_ready` says whether it is up.
+a call that asks for more workers than it has gets a bigger one, and a pool that breaks (a worker
+killed) is replaced, its jobs run in the calling process. :func:`start_pool` starts it ahead of time
+without waiting, :func:`pool_ready` says whether it is up.
 Workers do not import the caller's main module (see ``_bare_main``), so a script needs no
 ``if __name__ == "__main__":`` guard, and jobs can only name optimizers of the ``optimizers`` registry
 as the workers import it (one registered by the calling script is unknown there).
@@ -27,7 +29,7 @@ import threading
 import types
 from contextlib import contextmanager
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -106,53 +108,73 @@ def _bare_main():
     ``__main__`` again (as ``__mp_main__``); in a Streamlit app that module is the app script, whose
     top level draws a page, so every worker would run the app (and start a pool of its own, which
     fails). With a bare ``__main__`` while the workers start, they import only what their jobs need.
-    The caller's module is put back unless someone else replaced it meanwhile."""
+    The caller's module is put back unless someone else replaced it meanwhile (Streamlit sets it at the
+    start of every script run; a worker started in that moment breaks the pool, which is then replaced)."""
     caller = sys.modules.get("__main__")
     bare = types.ModuleType("__main__")
     sys.modules["__main__"] = bare
     try:
-        yield
+        yield bare
     finally:
         if sys.modules.get("__main__") is bare:
             sys.modules["__main__"] = caller
 
 
 def _get_pool(processes: int) -> ProcessPoolExecutor:
+    """The running pool if it has at least ``processes`` workers, else a new one of that size."""
     global _pool, _pool_size, _warm
+    processes = max(1, min(processes, MAX_PROCESSES))
     with _lock:
-        if _pool is not None and _pool_size != processes:
-            _pool.shutdown(wait=False, cancel_futures=True)
+        if _pool is not None and _pool_size < processes:
+            _pool.shutdown(wait=False)  # queued jobs of other callers still run; only new ones go elsewhere
             _pool = None
         if _pool is None:
             # "spawn": a fresh interpreter per worker. Forking a process that runs threads (a web
             # server, torch's own pools) can deadlock the child.
-            _pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker)
-            _pool_size = processes
+            pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker)
             # While no worker is idle, each submit starts one: these start all of them, here.
-            with _bare_main():
-                _warm = [_pool.submit(_warm_up) for _ in range(processes)]
+            with _bare_main() as bare:
+                warm = []
+                for _ in range(processes):
+                    sys.modules["__main__"] = bare
+                    warm.append(pool.submit(_warm_up))
+            _pool, _pool_size, _warm = pool, processes, warm
         return _pool
 
 
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """Forget a pool that broke (a worker died: killed, out of memory); the next call starts a new one."""
+    global _pool, _warm
+    with _lock:
+        if _pool is pool:
+            _pool, _warm = None, []
+    pool.shutdown(wait=False)
+
+
 def start_pool(processes: int | None = None) -> None:
-    """Start the worker processes now, in the background (returns at once)."""
+    """Start the worker processes now, in the background (returns at once). A pool already running
+    with at least that many workers is kept."""
     _get_pool(processes or default_processes())
 
 
 def pool_ready() -> bool:
     """Whether a pool is started and every one of its workers has answered."""
     with _lock:
-        return _pool is not None and all(f.done() and f.exception() is None for f in _warm)
+        return _pool is not None and all(f.done() and not f.cancelled() and f.exception() is None for f in _warm)
 
 
 def shutdown_pool() -> None:
     """Stop the worker processes (a later call starts new ones)."""
     global _pool, _warm
     with _lock:
-        if _pool is not None:
-            _pool.shutdown(wait=True, cancel_futures=True)
-        _pool, _warm = None, []
+        pool, _pool, _warm = _pool, None, []
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _raise(exc: Exception):
+    raise exc
 
 
 def _check(job: Any, i: int) -> TrajectoryJob:
@@ -173,7 +195,7 @@ def run_trajectories(jobs: Sequence[TrajectoryJob], *, processes: int | None = N
     if isinstance(processes, bool) or not (processes is None or (isinstance(processes, int) and processes >= 1)):
         raise ValueError(f"processes must be a positive integer or None, got {processes!r}")
     jobs = [_check(job, i) for i, job in enumerate(jobs)]
-    processes = min(processes or default_processes(), MAX_PROCESSES)
+    processes = min(processes or default_processes(), MAX_PROCESSES)  # more would only cost memory
     results: list[Any] = [None] * len(jobs)
 
     def settle(i: int, compute) -> None:
@@ -186,26 +208,42 @@ def run_trajectories(jobs: Sequence[TrajectoryJob], *, processes: int | None = N
 
     remote: list[tuple[int, Future]] = []
     local: list[int] = []
-    if processes > 1 and len(jobs) > 1:
-        pool = _get_pool(processes)
-        # Longest first, so that the last job to start is a short one.
-        for i in sorted(range(len(jobs)), key=lambda i: -jobs[i].steps):
-            job = jobs[i]
+    pool = _get_pool(processes) if processes > 1 and len(jobs) > 1 else None
+    # Longest first, so that the last job to start is a short one.
+    for i in sorted(range(len(jobs)), key=lambda i: -jobs[i].steps):
+        job = jobs[i]
+        if pool is None:
+            local.append(i)
+            continue
+        try:
             ls = resolve(job.landscape) if isinstance(job.landscape, str) else job.landscape
-            recipe = dict(getattr(ls, "recipe", {}) or {})
-            if not recipe:
-                local.append(i)
-                continue
+        except ValueError as exc:  # an unknown landscape name: this job's error
+            settle(i, lambda exc=exc: _raise(exc))
+            continue
+        recipe = dict(getattr(ls, "recipe", {}) or {})
+        if not recipe:
+            local.append(i)
+            continue
+        try:
             remote.append((i, pool.submit(_run_in_worker, json.dumps(recipe, sort_keys=True), job.name, job.steps,
                                           dict(job.hyper), job.start, job.seed, job.seed_budget, job.max_loss)))
-    else:
-        local = list(range(len(jobs)))
-    for i in local:
-        settle(i, jobs[i].run)
-    for i, future in remote:
-        try:
-            settle(i, future.result)
-        except BrokenProcessPool:
-            shutdown_pool()  # a worker died (killed, out of memory): run it here; the next call starts a new pool
+        except (BrokenProcessPool, RuntimeError):  # broke while idle, or shut down by another caller
+            _discard(pool)
+            pool = None
+            local.append(i)
+    try:
+        for i in local:
             settle(i, jobs[i].run)
+        for i, future in remote:
+            try:
+                settle(i, future.result)
+            except (BrokenProcessPool, CancelledError):
+                # A worker died (killed, out of memory) or the pool was replaced: run it here; the
+                # next call starts a new pool.
+                _discard(pool)
+                settle(i, jobs[i].run)
+    except BaseException:
+        for _, future in remote:
+            future.cancel()
+        raise
     return results

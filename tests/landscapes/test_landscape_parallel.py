@@ -65,3 +65,35 @@ def test_bad_process_counts_and_jobs_are_refused(processes):
         run_trajectories([TrajectoryJob("booth", "mezo", 5)], processes=processes)
     with pytest.raises(ValueError, match=r"jobs\[1\] must be a TrajectoryJob, got tuple"):
         run_trajectories([TrajectoryJob("booth", "mezo", 5), ("booth", "mezo", 5)], processes=1)
+
+
+def test_an_unknown_landscape_takes_its_place_on_the_pool_too(pool):
+    jobs = [TrajectoryJob("atlantis", "mezo", 20), TrajectoryJob("booth", "mezo", 20, {"lr": 0.01})]
+    out = run_trajectories(jobs, processes=2, return_exceptions=True)
+    assert isinstance(out[0], ValueError) and "atlantis" in str(out[0])
+    assert same_run(out[1], run_trajectory("booth", "mezo", 20, {"lr": 0.01}))
+
+
+def test_a_pool_whose_workers_died_is_replaced_and_its_jobs_run_here(pool):
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    run_trajectories([TrajectoryJob("booth", "mezo", 5), TrajectoryJob("booth", "adam", 5)], processes=2)
+    workers = multiprocessing.active_children()
+    assert len(workers) >= 2
+    for w in workers:
+        os.kill(w.pid, signal.SIGKILL)  # as the kernel does when memory runs out
+    time.sleep(0.5)
+    jobs = [TrajectoryJob("booth", "mezo", 40, {"lr": 0.01}, seed=s) for s in range(3)]
+    runs = run_trajectories(jobs, processes=2)
+    assert all(same_run(r, j.run()) for r, j in zip(runs, jobs))
+    # The next call gets a new pool that works.
+    runs = run_trajectories(jobs, processes=2)
+    assert all(same_run(r, j.run()) for r, j in zip(runs, jobs))
+    end = time.monotonic() + 60
+    while not parallel.pool_ready():
+        assert time.monotonic() < end
+        time.sleep(0.1)
+    assert not {w.pid for w in workers} & {w.pid for w in multiprocessing.active_children()}
