@@ -97,13 +97,14 @@ def processes() -> int:
     raw = os.environ.get("ADAMEZO_APP_PROCESSES", "").strip()
     if not raw:
         return min(4, landscapes.parallel.default_processes())
+    top = landscapes.parallel.MAX_PROCESSES
+    allowed = f"allowed: 1 (no worker processes) to {top}"
     try:
         n = int(raw)
     except ValueError:
-        raise ValueError(f"ADAMEZO_APP_PROCESSES={raw!r} is not an integer; allowed: 1 (no worker processes) "
-                         f"or more") from None
-    if n < 1:
-        raise ValueError(f"ADAMEZO_APP_PROCESSES={n} is too small; allowed: 1 (no worker processes) or more")
+        raise ValueError(f"ADAMEZO_APP_PROCESSES={raw!r} is not an integer; {allowed}") from None
+    if not 1 <= n <= top:
+        raise ValueError(f"ADAMEZO_APP_PROCESSES={n} is out of range; {allowed}")
     return n
 
 
@@ -144,7 +145,11 @@ def prefetch(requests: Iterable[tuple]) -> None:
             and landscapes.parallel.pool_ready()):
         jobs = [landscapes.TrajectoryJob(build_landscape(k[0]), k[1], k[2], dict(k[3]), k[4], k[5], k[6])
                 for k in missing]
-        for k, run in zip(missing, landscapes.run_trajectories(jobs, processes=n, return_exceptions=True)):
+        try:
+            runs = landscapes.run_trajectories(jobs, processes=n, return_exceptions=True)
+        except Exception:  # noqa: BLE001 - anything else: left to trajectory(), which computes here
+            return
+        for k, run in zip(missing, runs):
             if isinstance(run, Trajectory):
                 RUNS.put(k, run)
         return

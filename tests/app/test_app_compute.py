@@ -46,7 +46,10 @@ def test_prefetch_computes_only_the_missing_runs_together_on_the_workers(monkeyp
 
 def test_small_or_failing_work_stays_in_the_server_process(monkeypatch):
     monkeypatch.setenv("ADAMEZO_APP_PROCESSES", "2")
+    compute.start_workers()
+    wait_for_workers()  # up, so that only the size of the work keeps it here
     compute.RUNS.clear()
+    real = landscapes.run_trajectories
     monkeypatch.setattr(landscapes, "run_trajectories", lambda *a, **k: pytest.fail("sent to the workers"))
     key = compute.landscape_key("booth")
     small = [(key, n, 50, compute.hyper_items({"lr": 0.01}), (1.0, 1.0), 0, None) for n in ("mezo", "adamezo")]
@@ -56,11 +59,22 @@ def test_small_or_failing_work_stays_in_the_server_process(monkeypatch):
     compute.prefetch([bad])
     with pytest.raises(ValueError, match="lr"):
         compute.trajectory(*bad)
+    # A batch for the workers with one bad run: the good runs are kept, the bad one raises its error.
+    monkeypatch.setattr(landscapes, "run_trajectories", real)
+    batch = [(key, n, 300, compute.hyper_items({"lr": lr}), (1.0, 1.0), 0, None)
+             for n, lr in (("mezo", 0.01), ("adamezo", -1.0), ("adam", 0.1))]
+    compute.prefetch(batch)
+    assert compute.RUNS.get(compute._run_key(*batch[0])) is not None
+    assert compute.RUNS.get(compute._run_key(*batch[2])) is not None
+    assert compute.RUNS.get(compute._run_key(*batch[1])) is None
+    with pytest.raises(ValueError, match="lr"):
+        compute.trajectory(*batch[1])
 
 
 @pytest.mark.parametrize("raw, message", [
-    ("two", "ADAMEZO_APP_PROCESSES='two' is not an integer; allowed: 1 (no worker processes) or more"),
-    ("0", "ADAMEZO_APP_PROCESSES=0 is too small; allowed: 1 (no worker processes) or more"),
+    ("two", "ADAMEZO_APP_PROCESSES='two' is not an integer; allowed: 1 (no worker processes) to 8"),
+    ("0", "ADAMEZO_APP_PROCESSES=0 is out of range; allowed: 1 (no worker processes) to 8"),
+    ("12", "ADAMEZO_APP_PROCESSES=12 is out of range; allowed: 1 (no worker processes) to 8"),
 ])
 def test_bad_process_setting_is_refused_with_what_is_allowed(monkeypatch, raw, message):
     monkeypatch.setenv("ADAMEZO_APP_PROCESSES", raw)
