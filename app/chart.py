@@ -30,7 +30,11 @@ function loadPlotly(src) {
     window.__zoPlotly = new Promise((resolve, reject) => {
       const s = document.createElement('script');
       s.src = src;
-      s.onload = () => resolve(window.Plotly);
+      s.onload = () => {
+        if (window.Plotly && window.Plotly.react) { resolve(window.Plotly); return; }
+        window.__zoPlotly = null;
+        reject(new Error(src + ' loaded but defined no Plotly'));
+      };
       s.onerror = () => { window.__zoPlotly = null; reject(new Error('could not load plotly.js from ' + src)); };
       document.head.appendChild(s);
     });
@@ -59,6 +63,12 @@ export default function (component) {
     gd.style.width = '100%';
     parentElement.appendChild(gd);
   }
+  let error = parentElement.querySelector('div.zo-chart-error');
+  if (!error) {
+    error = document.createElement('div');
+    error.className = 'zo-chart-error';
+    parentElement.appendChild(error);
+  }
   const seq = (gd.__zoSeq = (gd.__zoSeq || 0) + 1);
   gd.setAttribute('data-drawing', '');  // until this figure is drawn (the browser test's clock reads it)
   gd.__zoClickable = !!data.clickable;
@@ -75,11 +85,14 @@ export default function (component) {
     return Plotly.react(gd, {data: fig.data, layout: fig.layout, frames: fig.frames || [],
                              config: Object.assign({responsive: true}, data.config)});
   }).then((drawn) => {
-    if (!drawn) return;
+    if (!drawn || seq !== gd.__zoSeq) return;  // an older figure finished after a newer one arrived
     gd.setAttribute('data-revision', data.revision);
     gd.removeAttribute('data-drawing');
+    error.textContent = '';
   }).catch((err) => {
-    gd.textContent = 'The chart could not be drawn: ' + err.message;
+    if (seq !== gd.__zoSeq) return;
+    if (window.Plotly && window.Plotly.purge) window.Plotly.purge(gd);  // the next figure starts afresh
+    error.textContent = 'The chart could not be drawn: ' + err.message;
     gd.removeAttribute('data-drawing');
   });
   if (!gd.__zoClickListener) {
@@ -98,6 +111,12 @@ export default function (component) {
       gd.__zoTrigger('click', {x: full.xaxis.p2l(px), y: full.yaxis.p2l(py)});
     });
   }
+  // Called by Streamlit when the chart leaves the page (another page, the 3-D tab switched off).
+  return () => {
+    if (gd.__zoResize) gd.__zoResize.disconnect();
+    if (window.Plotly && window.Plotly.purge) window.Plotly.purge(gd);
+    window.__zoCleanups = (window.__zoCleanups || 0) + 1;  // read by the browser test
+  };
 }
 """
 

@@ -47,11 +47,14 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
     lkey, ls = _landscape(values)
     if ls is None:
         return None
+    # Every message goes into this one container, so that the charts after it keep their place in the
+    # page whatever messages a setting has (a new element before them would make Streamlit remount them).
+    messages = st.container()
     start = controls.start_point(values, ls)
     steps, seed, budget, repeats = int(values["steps"]), int(values["seed"]), values["budget"], int(values["repeats"])
     names = list(values["opts"])
     if not names:
-        st.error("Choose at least one optimizer.")
+        messages.error("Choose at least one optimizer.")
         return None
     hypers = {n: controls.hyper_of(values, n) for n in names}
     steps_of = {n: steps for n in names}
@@ -67,11 +70,11 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
         ref_run = compute.trajectory(lkey, ref, steps, compute.hyper_items(hypers[ref]), start, seed, budget)
         target = ref_run.path_length
         if ref_run.diverged_at is not None or not math.isfinite(target) or target <= 0:
-            st.warning(f"Equal path length needs a reference run that moves and stays finite; "
+            messages.warning(f"Equal path length needs a reference run that moves and stays finite; "
                        f"{OPTIMIZERS[ref].title} did not, so the learning rates are left as set.")
         else:
             matched = []
-            with st.spinner("Matching path lengths (solving for each lr; cached afterwards)…"):
+            with messages, st.spinner("Matching path lengths (solving for each lr; cached afterwards)…"):
                 for n in names:
                     if n == ref:
                         continue
@@ -82,7 +85,7 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
                         hypers[n] = hypers[n] | {"lr": lr}
                         matched.append(f"{OPTIMIZERS[n].title} lr = {lr:.4g}")
                     except ValueError as exc:
-                        st.warning(f"Could not match {OPTIMIZERS[n].title}'s path length: {exc}")
+                        messages.warning(f"Could not match {OPTIMIZERS[n].title}'s path length: {exc}")
             notes.append(f"Equal path length: every path is as long as {OPTIMIZERS[ref].title}'s "
                          f"({target:.3g}); " + ("; ".join(matched) or "nothing to match") + ".")
     results, paths = [], []
@@ -93,7 +96,7 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
         try:
             r = compute.run_setting(lkey, n, steps_of[n], hypers[n], start, seed, budget, repeats)
         except ValueError as exc:
-            st.error(f"{OPTIMIZERS[n].title} could not run: {exc}")
+            messages.error(f"{OPTIMIZERS[n].title} could not run: {exc}")
             continue
         results.append(r)
         paths.append(r.path(colours[n]))
@@ -103,9 +106,9 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
     surf = compute.surface(lkey, 120, colour_mode)
     surf.start = start
     for note in notes:
-        st.caption(note)
+        messages.caption(note)
     for msg in divergence_messages(paths, surf.domain):
-        st.warning(msg)
+        messages.warning(msg)
     align = "forward_passes" if fair == "budget" else "step"
     # Everything the figures are computed from, so that unchanged figures are not rebuilt on a rerun.
     setting = (lkey, colour_mode, start, seed, budget, repeats, align,
@@ -118,7 +121,10 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
     with tabs[0]:
         left, right = st.columns([3, 2])
         with left:
-            clicked = chart.plotly_chart(fig, key=f"{key}:chart", clickable=click, config={"displaylogo": False})
+            # On the contour a click sets the start; a double click would too, so Plotly's double-click
+            # zoom reset is off there (the modebar's reset button does it).
+            config = {"displaylogo": False, "doubleClick": False} if click else {"displaylogo": False}
+            clicked = chart.plotly_chart(fig, key=f"{key}:chart", clickable=click, config=config)
             out["clicked"] = clicked
             if click:
                 st.caption("Press ▶ Play to animate; drag the slider to scrub. Click anywhere on the contour "
@@ -170,6 +176,7 @@ def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = Tr
     start = controls.start_point(values, ls)
     steps, seed, budget, repeats = int(values["steps"]), int(values["seed"]), values["budget"], int(values["repeats"])
     base = controls.hyper_of(values, name)
+    messages = st.container()  # every message of the runs, so that the charts keep their place
     results, panels, paths = [], [], []
     colours = F.sweep_colours(len(sweep_values))
     # (hyperparameters, seed budget) of each swept value.
@@ -181,7 +188,7 @@ def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = Tr
         try:
             r = compute.run_setting(lkey, name, steps, hyper, start, seed, sb, repeats)
         except ValueError as exc:
-            st.error(f"{label}: {exc}")
+            messages.error(f"{label}: {exc}")
             continue
         results.append((v, r))
         seed_paths = [F.Path(f"seed {t.seed}", colour, t.xy, t.loss, t.forward_passes, t.diverged_at)
@@ -196,7 +203,7 @@ def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = Tr
     st.caption(f"{OPTIMIZERS[name].title} on {ls.title}, {steps} steps, {repeats} seed(s) from {seed}; "
                f"everything else as set. Each panel shows every seed's path (✕: diverged).")
     for msg in divergence_messages(paths, surf.domain):
-        st.warning(msg)
+        messages.warning(msg)
     grid = F.small_multiples(surf, panels, ncols=min(4, len(panels)))
     chart.plotly_chart(grid, key=f"{key}:grid", config={"displaylogo": False})
     loss = F.loss_figure(paths, ls.f_min, title="Loss against forward passes: median and 10–90 % band over seeds")

@@ -176,6 +176,7 @@ def test_app_in_a_real_browser(server):
         # changes of each kind (each change is a full script run, as Streamlit does for any widget),
         # once the app's worker processes (started after the first page) are up.
         page.wait_for_timeout(8_000)
+        unmounted = page.evaluate("window.__zoCleanups || 0")  # charts removed from the page so far
         times: dict[str, list[float]] = {"colour": [], "seed": [], "cached": []}
         for mode in ("linear", "log", "auto"):
             times["colour"].append(rerender(page, lambda: page.get_by_text(mode, exact=True).first.click()))
@@ -233,6 +234,8 @@ def test_app_in_a_real_browser(server):
             start = page.evaluate("""() => { const t = document.querySelector('.zo-chart')._fullData
                                                .find(t => t.name === 'start'); return [t.x[0], t.y[0]]; }""")
             assert start == pytest.approx([float(query["x0"]), float(query["y0"])])
+        # No chart was unmounted by any of these changes (messages go into one container before them).
+        assert page.evaluate("window.__zoCleanups || 0") == unmounted
         median = {k: statistics.median(v) for k, v in times.items()}
         print(f"\nre-render after a control change (3 optimizers, 500 steps), median of 3 each: "
               f"colour scale {median['colour']:.2f} s, back to a seed seen before {median['cached']:.2f} s, "
@@ -249,7 +252,9 @@ def test_app_in_a_real_browser(server):
         surface = page.locator(".zo-chart").nth(2)
         surface.locator(".gl-container canvas, canvas").first.wait_for(state="attached", timeout=30_000)
         page.wait_for_timeout(500)
-        assert surface.bounding_box()["width"] > 400
+        # Plotly drew it at the tab's width (not its 700 px default for a hidden, zero-width chart).
+        drawn = page.evaluate("document.querySelectorAll('.zo-chart')[2]._fullLayout.width")
+        assert abs(drawn - surface.bounding_box()["width"]) <= 2 and drawn > 800
         assert page.evaluate("document.querySelectorAll('.zo-chart')[2]._fullData[0].type") == "surface"
         assert_no_errors(page)
 

@@ -313,4 +313,5 @@ def test_charts_load_the_plotly_js_that_plotly_ships_and_only_the_contour_takes_
     assert {k: d["clickable"] for k, d in sent.items()} == {"playground:chart": True, "playground:loss": False,
                                                            "playground:surface": False}
     assert all(d["src"].startswith("/component/") and d["src"].endswith("/plotly.min.js") for d in sent.values())
-    assert all(d["config"] == {"displaylogo": False} for d in sent.values())
+    assert sent["playground:chart"]["config"] == {"displaylogo": False, "doubleClick": False}
+    assert sent["playground:loss"]["config"] == sent["playground:surface"]["config"] == {"displaylogo": False}
