@@ -1,6 +1,7 @@
 """Many trajectories on worker processes: the same runs, bit for bit, in the order asked."""
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -13,6 +14,14 @@ def pool():
     parallel.start_pool(2)
     yield
     parallel.shutdown_pool()
+
+
+def wait_ready(timeout: float = 60) -> None:
+    """The pool's workers all answer (a worker may still be starting when another has run every job)."""
+    end = time.monotonic() + timeout
+    while not parallel.pool_ready():
+        assert time.monotonic() < end, "the pool's workers did not all start"
+        time.sleep(0.1)
 
 
 def same_run(a, b) -> bool:
@@ -30,7 +39,7 @@ def test_pool_runs_equal_run_trajectory_bit_for_bit_in_the_order_given(pool):
             TrajectoryJob(ls, "adam", 200, {"lr": 0.05}),
             TrajectoryJob(custom("-exp(x) + y**2", ((-2, 2), (-2, 2)), (0.0, 0.5)), "mezo", 500, {"lr": 0.1})]
     runs = run_trajectories(jobs, processes=2)
-    assert parallel.pool_ready()
+    wait_ready()
     expected = [run_trajectory(j.landscape, j.name, j.steps, dict(j.hyper), j.start, j.seed, j.seed_budget)
                 for j in jobs]
     assert [r.optimizer for r in runs] == ["adamezo", "mezo", "hizoo", "adam", "mezo"]
@@ -78,7 +87,6 @@ def test_a_pool_whose_workers_died_is_replaced_and_its_jobs_run_here(pool):
     import multiprocessing
     import os
     import signal
-    import time
 
     run_trajectories([TrajectoryJob("booth", "mezo", 5), TrajectoryJob("booth", "adam", 5)], processes=2)
     workers = multiprocessing.active_children()
@@ -92,8 +100,5 @@ def test_a_pool_whose_workers_died_is_replaced_and_its_jobs_run_here(pool):
     # The next call gets a new pool that works.
     runs = run_trajectories(jobs, processes=2)
     assert all(same_run(r, j.run()) for r, j in zip(runs, jobs))
-    end = time.monotonic() + 60
-    while not parallel.pool_ready():
-        assert time.monotonic() < end
-        time.sleep(0.1)
+    wait_ready()
     assert not {w.pid for w in workers} & {w.pid for w in multiprocessing.active_children()}
