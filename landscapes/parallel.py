@@ -173,10 +173,6 @@ def shutdown_pool() -> None:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _raise(exc: Exception):
-    raise exc
-
-
 def _check(job: Any, i: int) -> TrajectoryJob:
     if not isinstance(job, TrajectoryJob):
         raise ValueError(f"jobs[{i}] must be a TrajectoryJob, got {type(job).__name__}")
@@ -209,29 +205,33 @@ def run_trajectories(jobs: Sequence[TrajectoryJob], *, processes: int | None = N
     remote: list[tuple[int, Future]] = []
     local: list[int] = []
     pool = _get_pool(processes) if processes > 1 and len(jobs) > 1 else None
-    # Longest first, so that the last job to start is a short one.
-    for i in sorted(range(len(jobs)), key=lambda i: -jobs[i].steps):
-        job = jobs[i]
-        if pool is None:
-            local.append(i)
-            continue
-        try:
-            ls = resolve(job.landscape) if isinstance(job.landscape, str) else job.landscape
-        except ValueError as exc:  # an unknown landscape name: this job's error
-            settle(i, lambda exc=exc: _raise(exc))
-            continue
-        recipe = dict(getattr(ls, "recipe", {}) or {})
-        if not recipe:
-            local.append(i)
-            continue
-        try:
-            remote.append((i, pool.submit(_run_in_worker, json.dumps(recipe, sort_keys=True), job.name, job.steps,
-                                          dict(job.hyper), job.start, job.seed, job.seed_budget, job.max_loss)))
-        except (BrokenProcessPool, RuntimeError):  # broke while idle, or shut down by another caller
-            _discard(pool)
-            pool = None
-            local.append(i)
+    submitting = pool is not None
     try:
+        # Longest first, so that the last job to start is a short one.
+        for i in sorted(range(len(jobs)), key=lambda i: -jobs[i].steps):
+            job = jobs[i]
+            if not submitting:
+                local.append(i)
+                continue
+            try:
+                ls = resolve(job.landscape) if isinstance(job.landscape, str) else job.landscape
+            except ValueError as exc:  # an unknown landscape name: this job's error
+                if not return_exceptions:
+                    raise
+                results[i] = exc
+                continue
+            recipe = dict(getattr(ls, "recipe", {}) or {})
+            if not recipe:
+                local.append(i)
+                continue
+            try:
+                remote.append((i, pool.submit(_run_in_worker, json.dumps(recipe, sort_keys=True), job.name,
+                                              job.steps, dict(job.hyper), job.start, job.seed, job.seed_budget,
+                                              job.max_loss)))
+            except (BrokenProcessPool, RuntimeError):  # broke while idle, or shut down by another caller
+                _discard(pool)
+                submitting = False
+                local.append(i)
         for i in local:
             settle(i, jobs[i].run)
         for i, future in remote:
@@ -243,7 +243,7 @@ def run_trajectories(jobs: Sequence[TrajectoryJob], *, processes: int | None = N
                 _discard(pool)
                 settle(i, jobs[i].run)
     except BaseException:
-        for _, future in remote:
+        for _, future in remote:  # nobody will read them
             future.cancel()
         raise
     return results
