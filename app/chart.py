@@ -133,12 +133,13 @@ def _plotly_src() -> str:
     return "/" + "/".join(p for p in (base, "component", served.name, PLOTLY_JS) if p)
 
 
-def plotly_chart(figure: Any, *, key: str, config: Mapping[str, Any] | None = None, clickable: bool = False):
+def plotly_chart(figure: Any, *, key: str, config: Mapping[str, Any] | None = None,
+                 clickable: bool = False) -> None:
     """Show ``figure`` (a ``go.Figure`` or a plain figure dict) in a chart that keeps its place across
-    reruns. Returns the clicked point ``{"x", "y"}`` (data coordinates) of this rerun when
-    ``clickable``, else ``None``."""
+    reruns. With ``clickable``, a click in the plot area reruns the script with the clicked point
+    ``{"x", "y"}`` (data coordinates) in ``st.session_state[key]["click"]``, readable from the top of
+    that run (before any widget is drawn, so it can set widget values)."""
     fig_json = pio.to_json(figure, validate=False)
     data = {"figure": fig_json, "config": dict(config or {}), "clickable": clickable, "src": _plotly_src(),
             "revision": str(hash(fig_json))}
-    result = _component(key=key, data=data, on_click_change=lambda: None)
-    return result.click if clickable else None
+    _component(key=key, data=data, on_click_change=lambda: None)

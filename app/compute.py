@@ -111,8 +111,9 @@ def processes() -> int:
 def start_workers() -> None:
     """Start the worker processes in the background (once per server; the first runs of the first page
     are computed in the server process until the workers are up)."""
-    if processes() > 1:
-        landscapes.parallel.start_pool(processes())
+    n = processes()
+    if n > 1:
+        landscapes.parallel.start_pool(n)
 
 
 def _run_key(key: LandscapeKey, name: str, steps: int, hyper: tuple, start: tuple[float, float], seed: int,

@@ -71,7 +71,7 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
         target = ref_run.path_length
         if ref_run.diverged_at is not None or not math.isfinite(target) or target <= 0:
             messages.warning(f"Equal path length needs a reference run that moves and stays finite; "
-                       f"{OPTIMIZERS[ref].title} did not, so the learning rates are left as set.")
+                             f"{OPTIMIZERS[ref].title} did not, so the learning rates are left as set.")
         else:
             matched = []
             with messages, st.spinner("Matching path lengths (solving for each lr; cached afterwards)…"):
@@ -124,8 +124,7 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
             # On the contour a click sets the start; a double click would too, so Plotly's double-click
             # zoom reset is off there (the modebar's reset button does it).
             config = {"displaylogo": False, "doubleClick": False} if click else {"displaylogo": False}
-            clicked = chart.plotly_chart(fig, key=f"{key}:chart", clickable=click, config=config)
-            out["clicked"] = clicked
+            chart.plotly_chart(fig, key=f"{key}:chart", clickable=click, config=config)
             if click:
                 st.caption("Press ▶ Play to animate; drag the slider to scrub. Click anywhere on the contour "
                            "to start from there.")
