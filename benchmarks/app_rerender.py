@@ -5,8 +5,9 @@
 Runs the app under ``streamlit.testing.v1.AppTest`` (no browser) and times full script reruns after:
 a display-only change (colour scale: every trajectory cached), the seed (two new ZO trajectories:
 first-order Adam's run does not depend on it and stays cached), one optimizer's lr (one new
-trajectory), the number of steps and the start point (three new trajectories each). The browser test (``pytest -m browser -s``)
-prints the end-to-end time in Chromium, which adds the page's own drawing.
+trajectory), the number of steps and the start point (three new trajectories each). The browser
+benchmark (``python benchmarks/app_browser.py``) gives the end-to-end time in Chromium, which adds
+the page's own drawing.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main() -> None:
     print(f"re-render, new seed (2 new 500-step ZO trajectories; Adam's does not depend on it): {seed:.2f} s")
     print(f"re-render, steps (3 new trajectories): {three:.2f} s")
     print(f"re-render, new start (3 new trajectories): {start:.2f} s")
+
 
 if __name__ == "__main__":
     main()
