@@ -23,30 +23,15 @@ import landscapes
 from landscapes import Landscape, Trajectory
 from optimizers import OPTIMIZERS
 
+from app.controls import LandscapeKey, landscape_from_key, landscape_key  # noqa: F401  (re-exported)
 from app.figures import Path, Surface, colour_for
-
-#: A landscape as hashable data: ("catalogue", name, ((param, value), ...)) or
-#: ("custom", expr, ((x0, x1), (y0, y1))).
-LandscapeKey = tuple
-
-
-def landscape_key(name: str, params: Mapping[str, float] | None = None, expr: str = "",
-                  domain: Sequence[Sequence[float]] | None = None) -> LandscapeKey:
-    if name == "custom":
-        (x0, x1), (y0, y1) = domain or ((-3.0, 3.0), (-3.0, 3.0))
-        return ("custom", str(expr), ((float(x0), float(x1)), (float(y0), float(y1))))
-    return ("catalogue", name, tuple(sorted((k, float(v)) for k, v in (params or {}).items())))
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def build_landscape(key: LandscapeKey) -> Landscape:
-    """The landscape for ``key``; bad formulas or parameters raise ``ValueError`` (shown by the page)."""
-    if key[0] == "custom":
-        _, expr, domain = key
-        (x0, x1), (y0, y1) = domain
-        return landscapes.custom(expr, domain=domain, start=None)
-    _, name, params = key
-    return landscapes.get(name, **dict(params))
+    """The landscape for ``key`` (``controls.landscape_from_key``), cached; bad formulas or parameters raise
+    ``ValueError`` (shown by the page)."""
+    return landscape_from_key(key)
 
 
 def hyper_items(hyper: Mapping[str, Any]) -> tuple:
@@ -325,13 +310,17 @@ def markdown_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def ranking_rows(values: Sequence[Any], results: Sequence[RunResult], fmt) -> list[dict]:
-    """Sweep ranking: values ordered by median final loss over seeds (diverged runs count as ∞)."""
+def ranking_rows(values: Sequence[Any], results: Sequence[RunResult], fmt,
+                 lrs: Sequence[float | None] | None = None, optimizers: Sequence[str] | None = None) -> list[dict]:
+    """Sweep ranking: values ordered by median final loss over seeds (diverged runs count as ∞); with
+    ``lrs``, each row also says the lr it ran with; with ``optimizers``, which optimizer it is."""
     rows = []
-    for v, r in zip(values, results):
+    for i, (v, r) in enumerate(zip(values, results)):
         finals = np.array(r.summary.final_losses, dtype=float)
         rows.append({
+            **({"optimizer": optimizers[i]} if optimizers is not None else {}),
             "value": fmt(v),
+            **({"lr": lrs[i]} if lrs is not None else {}),
             "median final loss": float(np.median(finals)),
             "best seed": float(np.min(finals)),
             "worst seed": float(np.max(finals)),
@@ -351,30 +340,12 @@ def colours(names: Sequence[str]) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------- memory lesson
-MEMORY_OPTIMIZERS = ("mezo", "adamezo", "zo-adam", "hizoo", "adam")
-
-
 @st.cache_data(show_spinner=False)
 def measured_state_bytes(sizes: tuple[int, ...] = (1_000, 10_000, 100_000), horizon: int = 10) -> list[dict]:
-    """Optimizer-state bytes measured with ``optimizers.state_bytes`` on a float32 parameter of each
-    size, after a few steps of f(θ) = ½‖θ‖² (``horizon + 1`` for AdaMeZO, so its K pairs are all there)."""
-    import torch
+    """``app.lessons.measured_state_bytes`` (cached), each row with its optimizer's colour."""
+    from app.lessons import measured_state_bytes as measure
 
-    from optimizers import make_optimizer, state_bytes
-
-    rows = []
-    for size in sizes:
-        for name in MEMORY_OPTIMIZERS:
-            theta = torch.nn.Parameter(torch.full((size,), 0.5, dtype=torch.float32))
-            hyper = {"horizon": horizon} if name == "adamezo" else {}
-            opt = make_optimizer(name, [theta], lr=1e-3, **hyper)
-            # AdaMeZO's history fills up over K steps; the others allocate all their state at step 1.
-            for _ in range(horizon + 1 if name == "adamezo" else 2):
-                opt.step(lambda: 0.5 * (theta * theta).sum())
-            rows.append({"optimizer": name, "label": OPTIMIZERS[name].title, "params": size,
-                         "state_bytes": int(state_bytes(opt)), "colour": colour_for(name),
-                         "measured": True})
-    return rows
+    return [r | {"colour": colour_for(r["optimizer"])} for r in measure(sizes, horizon)]
 
 
 def extrapolated_state_bytes(measured: Sequence[dict], sizes: Sequence[int]) -> list[dict]:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import landscapes
 from optimizers import OPTIMIZERS, HyperSpec
 
 from app import state
-from app.presets import PLAYGROUND_DEFAULT, SWEEP_DEFAULTS, demo_defaults
+from app.presets import COMPARE_DEFAULT, PLAYGROUND_DEFAULT, SWEEP_DEFAULTS, demo_defaults
 from app.state import Field
 
 LANDSCAPE_NAMES = [*landscapes.names(), "custom"]
@@ -28,9 +29,12 @@ MAX_SEED = 10**6
 BUDGET_OPTIONS: list[Any] = [None, 1, 2, 3, 4, 5, 10, 20, 50, 100, 1000]
 FAIR_MODES = {"off": "off", "path": "equal path length", "budget": "equal forward passes"}
 COLOUR_MODES = ("auto", "log", "linear")
-#: Hyperparameters the Compare page can sweep (plus the global seed budget).
-SWEEPABLE = ("beta1", "beta2", "horizon", "lr", "eps", "warmup", "delta", "weight_decay", "hessian_smooth",
-             "distribution")
+#: Hyperparameters the Compare page can sweep (plus the global seed budget). ``betas`` sweeps the pair
+#: (beta1, beta2) together, written ``b1/b2`` (e.g. ``0.7/0.9, 0.7/0, 0/0``: the paper's β study).
+SWEEPABLE = ("betas", "beta1", "beta2", "horizon", "lr", "eps", "warmup", "delta", "weight_decay",
+             "hessian_smooth", "distribution")
+#: At most this many optimizers side by side on the Compare page.
+MAX_COMPARE_OPTIMIZERS = 3
 
 
 # --------------------------------------------------------------------------------- number formats
@@ -39,6 +43,8 @@ def fmt(v: Any) -> str:
         return "none"
     if isinstance(v, float):
         return f"{v:g}"
+    if isinstance(v, tuple):
+        return "/".join(fmt(x) for x in v)
     return str(v)
 
 
@@ -112,12 +118,13 @@ def _opt_float(key: str) -> Field:
     return Field(key, None, parse, state.fmt_number)
 
 
-def run_fields() -> list[Field]:
+def run_fields(defaults: Mapping[str, Any] = PLAYGROUND_DEFAULT) -> list[Field]:
     return [
-        state.int_field("steps", PLAYGROUND_DEFAULT["steps"], 1, MAX_STEPS, help="Optimizer steps"),
+        state.int_field("steps", defaults["steps"], 1, MAX_STEPS, help="Optimizer steps"),
         state.int_field("seed", 0, 0, MAX_SEED, help="Seed of the first run (repeats use the next seeds)"),
-        state.int_field("budget", None, 1, MAX_SEED, optional=True, help="Seed budget; none draws fresh seeds"),
-        state.int_field("repeats", 1, 1, MAX_REPEATS, help="Runs over consecutive seeds"),
+        state.int_field("budget", defaults["budget"], 1, MAX_SEED, optional=True,
+                        help="Seed budget; none draws fresh seeds"),
+        state.int_field("repeats", defaults["repeats"], 1, MAX_REPEATS, help="Runs over consecutive seeds"),
     ]
 
 
@@ -142,10 +149,12 @@ def playground_fields() -> list[Field]:
 
 def compare_fields() -> list[Field]:
     return [
-        *landscape_fields("rosenbrock"), *run_fields(),
-        state.choice_field("opt", "adamezo", list(OPTIMIZERS), "Optimizer"),
+        *landscape_fields(COMPARE_DEFAULT["ls"]), *run_fields(COMPARE_DEFAULT),
+        state.list_field("opt", ["adamezo"], list(OPTIMIZERS), min_len=1, max_len=MAX_COMPARE_OPTIMIZERS,
+                         help="Optimizers (each one is swept over the same values)"),
         state.choice_field("param", "beta1", [*SWEEPABLE, "seed_budget"], "Swept hyperparameter"),
         state.text_field("values", SWEEP_DEFAULTS["beta1"], 200, "Values, comma-separated"),
+        state.text_field("lrs", "", 200, "Optional: one lr per value, comma-separated (one optimizer only)"),
         *all_optimizer_fields(),
     ]
 
@@ -167,9 +176,10 @@ def hyper_of(values: Mapping[str, Any], name: str) -> dict[str, Any]:
     return {k: values.get(f"{name}.{k}", base[k]) for k in specs}
 
 
-def parse_sweep_values(text: str, name: str, param: str) -> list[Any]:
-    """The swept values, each validated by the registry's spec (or as a seed budget); ``ValueError``
-    with a sentence on the first bad one."""
+def parse_sweep_values(text: str, names: str | Sequence[str], param: str) -> list[Any]:
+    """The swept values, each validated by the registry's spec of every optimizer in ``names`` (or as a
+    seed budget; ``betas`` values are pairs ``b1/b2``); ``ValueError`` with a sentence on the first bad one."""
+    names = [names] if isinstance(names, str) else list(names)
     items = [s.strip() for s in str(text).split(",") if s.strip()]
     if not items:
         raise ValueError("give at least one value to sweep, separated by commas")
@@ -177,22 +187,111 @@ def parse_sweep_values(text: str, name: str, param: str) -> list[Any]:
         raise ValueError(f"{len(items)} values given; allowed: at most 8")
     if param == "seed_budget":
         f = state.int_field("seed budget", None, 1, MAX_SEED, optional=True)
-        out = [f.read(s) for s in items]
-    else:
+        return list(dict.fromkeys(f.read(s) for s in items))
+    out: list[Any] = []
+    for name in names:
         specs = OPTIMIZERS[name].specs
-        if param not in specs:
-            raise ValueError(f"{OPTIMIZERS[name].title} has no hyperparameter {param!r}; "
-                             f"it has: {', '.join(state.optimizer_specs(name))}")
-        f = state.spec_field(param, specs[param], OPTIMIZERS[name].title)
-        out = [f.read(s) for s in items]
-    unique = list(dict.fromkeys(out))
-    return unique
+        title = OPTIMIZERS[name].title
+        if param == "betas":
+            if "beta1" not in specs or "beta2" not in specs:
+                raise ValueError(f"{title} has no betas to sweep")
+            f1 = state.spec_field("beta1", specs["beta1"], title)
+            f2 = state.spec_field("beta2", specs["beta2"], title)
+            out = []
+            for item in items:
+                parts = item.split("/")
+                if len(parts) != 2:
+                    raise ValueError(f"betas value {item!r} is not a pair; write it as beta1/beta2, e.g. 0.7/0.9")
+                out.append((f1.read(parts[0]), f2.read(parts[1])))
+        else:
+            if param not in specs:
+                raise ValueError(f"{title} has no hyperparameter {param!r}; "
+                                 f"it has: {', '.join(state.optimizer_specs(name))}")
+            f = state.spec_field(param, specs[param], title)
+            out = [f.read(s) for s in items]
+    return list(dict.fromkeys(out))
 
 
-def sweepable(name: str) -> list[str]:
-    specs = OPTIMIZERS[name].specs
-    out = [p for p in SWEEPABLE if p in specs]
-    if OPTIMIZERS[name].zeroth_order:
+def value_hyper(param: str, value: Any) -> dict[str, Any]:
+    """The hyperparameters a swept value sets (none for the seed budget, both betas for ``betas``)."""
+    if param == "seed_budget":
+        return {}
+    if param == "betas":
+        return {"beta1": value[0], "beta2": value[1]}
+    return {param: value}
+
+
+def parse_lrs(text: str, names: Sequence[str], param: str, count: int) -> list[float] | None:
+    """Optional per-value learning rates (one per swept value, for one optimizer): ``None`` when empty,
+    else the list, each checked by the optimizer's lr spec; ``ValueError`` saying what is allowed."""
+    items = [s.strip() for s in str(text or "").split(",") if s.strip()]
+    if not items:
+        return None
+    if len(names) != 1:
+        raise ValueError("one lr per value needs a single optimizer; clear the lrs or choose one optimizer")
+    if param == "lr":
+        raise ValueError("the swept hyperparameter is the lr itself; clear the per-value lrs")
+    if len(items) != count:
+        raise ValueError(f"{len(items)} lrs given for {count} values; give one lr per value, or none")
+    name = names[0]
+    f = state.spec_field("lr", OPTIMIZERS[name].specs["lr"], OPTIMIZERS[name].title)
+    return [float(f.read(s)) for s in items]
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One panel of the Compare page: an optimizer at one swept value, with its full hyperparameters."""
+
+    optimizer: str
+    value: Any
+    index: int  # of the value in the swept list
+    hyper: dict[str, Any]
+    seed_budget: int | None
+    label: str
+
+
+def sweep_plan(values: Mapping[str, Any]) -> list[SweepRun]:
+    """The panels of a Compare setting, optimizer by optimizer and value by value; ``ValueError`` with a
+    sentence for the page when the sweep cannot run (nothing to sweep together, bad values or lrs)."""
+    names = [values["opt"]] if isinstance(values["opt"], str) else list(values["opt"])
+    param = values["param"]
+    allowed = sweepable(names)
+    if param not in allowed:
+        who = " and ".join(OPTIMIZERS[n].title for n in names)
+        raise ValueError(f"{who} {'have' if len(names) > 1 else 'has'} no hyperparameter {param!r} to sweep "
+                         f"together; choose one of {', '.join(allowed)}.")
+    try:
+        swept = parse_sweep_values(values["values"], names, param)
+    except ValueError as exc:
+        raise ValueError(f"The values to sweep are not valid: {exc}") from None
+    try:
+        lrs = parse_lrs(values.get("lrs", ""), names, param, len(swept))
+    except ValueError as exc:
+        raise ValueError(f"The per-value learning rates are not valid: {exc}") from None
+    out = []
+    for n in names:
+        base = hyper_of(values, n)
+        for i, v in enumerate(swept):
+            hyper = base | value_hyper(param, v)
+            if lrs is not None:
+                hyper["lr"] = lrs[i]
+            label = f"{param.replace('_', ' ')} = {fmt(v)}"
+            if len(names) > 1:
+                label = f"{OPTIMIZERS[n].title} · {label}"
+            out.append(SweepRun(n, v, i, hyper, v if param == "seed_budget" else values["budget"], label))
+    return out
+
+
+def sweepable(names: str | Sequence[str]) -> list[str]:
+    """What the Compare page can sweep for every optimizer in ``names`` (the seed budget only when all
+    of them draw random directions)."""
+    names = [names] if isinstance(names, str) else list(names)
+    out = []
+    for p in SWEEPABLE:
+        needs = ("beta1", "beta2") if p == "betas" else (p,)
+        if all(all(k in OPTIMIZERS[n].specs for k in needs) for n in names):
+            out.append(p)
+    if all(OPTIMIZERS[n].zeroth_order for n in names):
         out.append("seed_budget")
     return out
 
@@ -349,13 +448,32 @@ def start_point(values: Mapping[str, Any], ls) -> tuple[float, float]:
     return (float(ls.start[0] if x is None else x), float(ls.start[1] if y is None else y))
 
 
-def landscape_key_of(values: Mapping[str, Any]):
-    from app.compute import landscape_key
+#: A landscape as hashable data: ("catalogue", name, ((param, value), ...)) or
+#: ("custom", expr, ((x0, x1), (y0, y1))).
+LandscapeKey = tuple
 
+
+def landscape_key(name: str, params: Mapping[str, float] | None = None, expr: str = "",
+                  domain: Sequence[Sequence[float]] | None = None) -> LandscapeKey:
+    if name == "custom":
+        (x0, x1), (y0, y1) = domain or ((-3.0, 3.0), (-3.0, 3.0))
+        return ("custom", str(expr), ((float(x0), float(x1)), (float(y0), float(y1))))
+    return ("catalogue", name, tuple(sorted((k, float(v)) for k, v in (params or {}).items())))
+
+
+def landscape_from_key(key: LandscapeKey) -> landscapes.Landscape:
+    """The landscape for ``key``; bad formulas or parameters raise ``ValueError``."""
+    if key[0] == "custom":
+        _, expr, domain = key
+        return landscapes.custom(expr, domain=domain, start=None)
+    _, name, params = key
+    return landscapes.get(name, **dict(params))
+
+
+def landscape_key_of(values: Mapping[str, Any]) -> LandscapeKey:
     name = values["ls"]
     if name == "custom":
         return landscape_key("custom", expr=values["expr"],
                              domain=((values["dx0"], values["dx1"]), (values["dy0"], values["dy1"])))
     params = {p: values[p] for p in landscapes.parameters(name)}
     return landscape_key(name, params)
-

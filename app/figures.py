@@ -43,6 +43,14 @@ def colour_for(name: str, index: int = 0) -> str:
     return PALETTE.get(name, EXTRA_COLOURS[index % len(EXTRA_COLOURS)])
 
 
+DASHES = ("solid", "dash", "dot", "dashdot")
+
+
+def optimizer_dashes(names: Sequence[str]) -> dict[str, str]:
+    """A line style per optimizer, for figures where colour already encodes something else."""
+    return {n: DASHES[i % len(DASHES)] for i, n in enumerate(names)}
+
+
 def sweep_colours(count: int) -> list[str]:
     """``count`` colours along a sequential scale, for the values of one swept hyperparameter."""
     from plotly.colors import sample_colorscale
@@ -86,6 +94,7 @@ class Path:
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
     extra: dict = field(default_factory=dict)
+    dash: str = "solid"
 
     @property
     def steps(self) -> int:
@@ -423,7 +432,7 @@ def loss_figure(paths: Sequence[Path], f_min: float | None, *, log: bool = True,
                                      legendgroup=p.label))
         n = min(len(xs), len(y))
         fig.add_trace(go.Scatter(x=xs[:n], y=_round(y[:n]), mode="lines", name=p.label, legendgroup=p.label,
-                                 line=dict(color=p.colour, width=2),
+                                 line=dict(color=p.colour, width=2, dash=p.dash),
                                  hovertemplate=p.label + "<br>%{x} forward passes<br>%{y:.4g}<extra></extra>"))
         if p.diverged_at is not None and len(p.loss):
             end_x = float(p.forward_passes[-1]) if x == "forward_passes" else float(len(p.loss) - 1)
@@ -467,7 +476,8 @@ def small_multiples(surface: Surface, panels: Sequence[tuple[str, Sequence[Path]
         for p in paths:
             xy = _display_xy(p.xy, surface.domain)
             fig.add_trace(go.Scatter(x=_round(xy[:, 0], 4), y=_round(xy[:, 1], 4), mode="lines", showlegend=False,
-                                     name=f"{title} {p.label}", line=dict(color=p.colour, width=1.2), opacity=0.8,
+                                     name=f"{title} {p.label}", line=dict(color=p.colour, width=1.2, dash=p.dash),
+                                     opacity=0.8,
                                      hoverinfo="skip"), row=r + 1, col=c + 1)
             end_symbol = "x" if p.diverged_at is not None else "circle"
             fig.add_trace(go.Scatter(x=[xy[-1, 0]], y=[xy[-1, 1]], mode="markers", showlegend=False,
@@ -484,6 +494,89 @@ def small_multiples(surface: Surface, panels: Sequence[tuple[str, Sequence[Path]
         axis = "" if k == 0 else str(k + 1)
         fig.layout[f"yaxis{axis}"].update(scaleanchor=f"x{axis}", scaleratio=1)
     fig.update_layout(height=height_per_row * nrows, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+# --------------------------------------------------------------------------------- inside a step
+def moments_figure(surface: Surface, path_xy: np.ndarray, snapshot, *, colour: str = "#1f77b4",
+                   stored_colour: str = "#2ca02c", height: int = 420) -> go.Figure:
+    """Lesson 6: left, AdaMeZO's path up to the chosen step on the contour, with the K regenerated
+    directions drawn from the current point as arrows (each z_k scaled by its weight a_k c_k in m, to a
+    common length); right, the rebuilt moments m and √v per coordinate next to ZO-Adam's stored m̂, √v̂.
+
+    ``snapshot`` is a ``landscapes.inside.MomentSnapshot``; ``path_xy`` the path up to that step."""
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.12,
+                        subplot_titles=(f"The {len(snapshot.pairs)} directions AdaMeZO regenerates at step "
+                                        f"{snapshot.step}", "Moments: rebuilt (AdaMeZO) and stored (ZO-Adam)"))
+    fig.add_trace(_contour_trace(surface, showscale=False), row=1, col=1)
+    xy = _display_xy(np.asarray(path_xy), surface.domain)
+    fig.add_trace(go.Scatter(x=_round(xy[:, 0], 5), y=_round(xy[:, 1], 5), mode="lines", name="AdaMeZO path",
+                             line=dict(color=colour, width=2), hoverinfo="skip"), row=1, col=1)
+    (x0, x1), (y0, y1) = surface.domain
+    span = 0.18 * min(x1 - x0, y1 - y0)
+    here = np.asarray(snapshot.point, dtype=np.float64)
+    contrib = (snapshot.weights_m * np.array([c for _, c in snapshot.pairs]))[:, None] * snapshot.directions
+    scale = span / max(float(np.abs(contrib).max()), 1e-300)
+    for k, vec in enumerate(contrib):
+        end = here - scale * vec  # the step goes against m
+        fig.add_annotation(x=float(end[0]), y=float(end[1]), ax=float(here[0]), ay=float(here[1]),
+                           xref="x", yref="y", axref="x", ayref="y", showarrow=True, arrowhead=2,
+                           arrowwidth=2, arrowcolor=_rgba(colour, max(0.25, 1 - k / max(len(contrib), 1))),
+                           text="", hovertext=f"k = {k}: seed {snapshot.pairs[k][0]}, c = {snapshot.pairs[k][1]:.4g}")
+    fig.add_trace(go.Scatter(x=[here[0]], y=[here[1]], mode="markers", name="θ at this step",
+                             marker=dict(size=10, color=colour, line=dict(color="white", width=1.5))), row=1, col=1)
+    labels = ["m (x)", "m (y)", "√v (x)", "√v (y)"]
+    rebuilt = [snapshot.m[0], snapshot.m[1], math.sqrt(snapshot.v[0]), math.sqrt(snapshot.v[1])]
+    stored = [snapshot.stored_m[0], snapshot.stored_m[1], math.sqrt(snapshot.stored_v[0]),
+              math.sqrt(snapshot.stored_v[1])]
+    fig.add_trace(go.Bar(x=labels, y=rebuilt, name=f"AdaMeZO: rebuilt from {len(snapshot.pairs)} (seed, c) pairs "
+                         f"({snapshot.adamezo_bytes} B)", marker_color=colour,
+                         hovertemplate="%{x}: %{y:.6g}<extra>rebuilt</extra>"), row=1, col=2)
+    fig.add_trace(go.Bar(x=labels, y=stored, name=f"ZO-Adam: stored tensors ({snapshot.zo_adam_bytes} B)",
+                         marker_color=stored_colour, hovertemplate="%{x}: %{y:.6g}<extra>stored</extra>"),
+                  row=1, col=2)
+    fig.update_xaxes(range=[x0, x1], row=1, col=1, title_text="x")
+    fig.update_yaxes(range=[y0, y1], row=1, col=1, title_text="y", scaleanchor="x", scaleratio=1)
+    fig.update_yaxes(title_text="value", exponentformat="e", row=1, col=2)
+    fig.update_layout(barmode="group", height=height, margin=dict(l=10, r=10, t=60, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.15, x=0))
+    return fig
+
+
+def spsa_figure(draws: Sequence, *, colour: str = "#d62728", height: int = 420) -> go.Figure:
+    """Lesson 7: left, every estimate c·z (a dot), the true gradient and the average estimate (arrows from
+    the origin); right, the error of the running average against the number of draws (log-log), with
+    the 1/√n line it follows. ``draws``: ``landscapes.inside.SpsaDraws`` of one or more seeds (pooled)."""
+    est = np.concatenate([d.estimates for d in draws])
+    grad = np.asarray(draws[0].gradient, dtype=np.float64)
+    mean = est.mean(axis=0)
+    norm = float(np.linalg.norm(grad))
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.12,
+                        subplot_titles=(f"{len(est)} estimates c·z of ∇f", "Error of the average of n estimates"))
+    fig.add_trace(go.Scatter(x=_round(est[:, 0], 4), y=_round(est[:, 1], 4), mode="markers", name="one estimate c·z",
+                             marker=dict(size=4, color=_rgba(colour, 0.35)),
+                             hovertemplate="c·z = (%{x:.4g}, %{y:.4g})<extra></extra>"), row=1, col=1)
+    for vec, name, col, dash in ((grad, "true gradient ∇f", "#222222", "solid"),
+                                 (mean, "average estimate", colour, "dash")):
+        fig.add_trace(go.Scatter(x=[0, vec[0]], y=[0, vec[1]], mode="lines+markers", name=name,
+                                 line=dict(color=col, width=3, dash=dash), marker=dict(size=[0, 10], color=col),
+                                 hovertemplate=name + " = (%{x:.4g}, %{y:.4g})<extra></extra>"), row=1, col=1)
+    n = np.arange(1, len(est) + 1)
+    running = np.cumsum(est, axis=0) / n[:, None]
+    err = np.linalg.norm(running - grad, axis=1) / norm
+    keep = np.unique(np.geomspace(1, len(est), 200).astype(int)) - 1
+    fig.add_trace(go.Scatter(x=n[keep], y=_round(err[keep]), mode="lines", name="error of the average",
+                             line=dict(color=colour, width=2)), row=1, col=2)
+    ref = math.sqrt(2) / np.sqrt(n[keep])
+    fig.add_trace(go.Scatter(x=n[keep], y=_round(ref), mode="lines", name="√2 / √n",
+                             line=dict(color="#777777", width=1.5, dash="dot")), row=1, col=2)
+    lim = 1.1 * float(np.quantile(np.abs(est), 0.98))
+    fig.update_xaxes(range=[-lim, lim], title_text="∂f/∂x estimate", row=1, col=1)
+    fig.update_yaxes(range=[-lim, lim], title_text="∂f/∂y estimate", scaleanchor="x", scaleratio=1, row=1, col=1)
+    fig.update_xaxes(type="log", title_text="number of estimates averaged (n)", exponentformat="power", row=1, col=2)
+    fig.update_yaxes(type="log", title_text="|average − ∇f| / |∇f|", exponentformat="power", row=1, col=2)
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=60, b=10),
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0))
     return fig
 
 

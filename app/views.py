@@ -158,62 +158,68 @@ def download_row(surf: F.Surface, paths: Sequence[F.Path], key: str, align: str 
 
 
 def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = True) -> dict[str, Any] | None:
-    """One optimizer with one hyperparameter swept: small multiples, loss bands and a ranking table."""
+    """One or more optimizers with one hyperparameter swept: small multiples, loss bands and a ranking.
+
+    Returns what was drawn (figures, ranking rows) and ``runs``: one ``(optimizer, value, RunResult)``
+    per panel, in panel order, for the lessons' claims."""
     lkey, ls = _landscape(values)
     if ls is None:
         return None
-    name, param = values["opt"], values["param"]
-    if param not in controls.sweepable(name):
-        st.error(f"{OPTIMIZERS[name].title} has no hyperparameter {param!r} to sweep; choose one of "
-                 f"{', '.join(controls.sweepable(name))}.")
-        return None
+    names = list(values["opt"]) if not isinstance(values["opt"], str) else [values["opt"]]
     try:
-        sweep_values = controls.parse_sweep_values(values["values"], name, param)
+        plan = controls.sweep_plan(values)
     except ValueError as exc:
-        st.error(f"The values to sweep are not valid: {exc}")
+        st.error(str(exc))
         return None
     start = controls.start_point(values, ls)
-    steps, seed, budget, repeats = int(values["steps"]), int(values["seed"]), values["budget"], int(values["repeats"])
-    base = controls.hyper_of(values, name)
+    steps, seed, repeats = int(values["steps"]), int(values["seed"]), int(values["repeats"])
     messages = st.container()  # every message of the runs, so that the charts keep their place
-    results, panels, paths = [], [], []
-    colours = F.sweep_colours(len(sweep_values))
-    # (hyperparameters, seed budget) of each swept value.
-    settings = [(dict(base), v) if param == "seed_budget" else (base | {param: v}, budget) for v in sweep_values]
-    compute.prefetch(r for hyper, sb in settings
-                     for r in compute.setting_runs(lkey, name, steps, hyper, start, seed, sb, repeats))
-    for v, (hyper, sb), colour in zip(sweep_values, settings, colours):
-        label = f"{param} = {controls.fmt(v)}"
+    count = max(r.index for r in plan) + 1
+    colours = F.sweep_colours(count)
+    dashes = F.optimizer_dashes(names)
+    compute.prefetch(r for p in plan
+                     for r in compute.setting_runs(lkey, p.optimizer, steps, p.hyper, start, seed, p.seed_budget,
+                                                   repeats))
+    runs, panels, paths, rows_in = [], [], [], []
+    for p in plan:
+        colour, n = colours[p.index], p.optimizer
         try:
-            r = compute.run_setting(lkey, name, steps, hyper, start, seed, sb, repeats)
+            r = compute.run_setting(lkey, n, steps, p.hyper, start, seed, p.seed_budget, repeats)
         except ValueError as exc:
-            messages.error(f"{label}: {exc}")
+            messages.error(f"{p.label}: {exc}")
             continue
-        results.append((v, r))
-        seed_paths = [F.Path(f"seed {t.seed}", colour, t.xy, t.loss, t.forward_passes, t.diverged_at)
-                      for t in r.runs]
-        panels.append((label, seed_paths))
-        p = r.path(colour)
-        p.label = label
-        paths.append(p)
-    if not results:
+        runs.append((n, p.value, r))
+        seed_paths = [F.Path(f"seed {t.seed}", colour, t.xy, t.loss, t.forward_passes, t.diverged_at,
+                             dash=dashes[n]) for t in r.runs]
+        panels.append((p.label, seed_paths))
+        path = r.path(colour)
+        path.label, path.dash = p.label, dashes[n]
+        paths.append(path)
+        rows_in.append((controls.fmt(p.value), p.hyper.get("lr"), r, OPTIMIZERS[n].title))
+    if not runs:
         return None
     surf = compute.surface(lkey, 70, "auto")
-    st.caption(f"{OPTIMIZERS[name].title} on {ls.title}, {steps} steps, {repeats} seed(s) from {seed}; "
+    who = ", ".join(OPTIMIZERS[n].title for n in names)
+    per_value = values.get("lrs") and len(names) == 1
+    lr_note = ("; lr per value: " + ", ".join(f"{controls.fmt(p.value)} → {p.hyper['lr']:.4g}" for p in plan)
+               if per_value else "")
+    st.caption(f"{who} on {ls.title}, {steps} steps, {repeats} seed(s) from {seed}{lr_note}; "
                f"everything else as set. Each panel shows every seed's path (✕: diverged).")
     for msg in divergence_messages(paths, surf.domain):
         messages.warning(msg)
-    grid = F.small_multiples(surf, panels, ncols=min(4, len(panels)))
+    grid = F.small_multiples(surf, panels, ncols=min(count if len(names) > 1 else 4, len(panels)))
     chart.plotly_chart(grid, key=f"{key}:grid", config={"displaylogo": False})
     loss = F.loss_figure(paths, ls.f_min, title="Loss against forward passes: median and 10–90 % band over seeds")
-    rows = compute.ranking_rows([v for v, _ in results], [r for _, r in results], controls.fmt)
+    rows = compute.ranking_rows([v for v, _, _, _ in rows_in], [r for _, _, r, _ in rows_in], str,
+                                lrs=[lr for _, lr, _, _ in rows_in],
+                                optimizers=[t for _, _, _, t in rows_in] if len(names) > 1 else None)
     c1, c2 = st.columns([3, 2])
     with c1:
         chart.plotly_chart(loss, key=f"{key}:loss", config={"displaylogo": False})
     c2.markdown("**Ranking** (median final loss over seeds; a diverged run counts as ∞)")
     c2.dataframe(rows, hide_index=True, key=f"{key}:rank",
                  column_config={c: st.column_config.NumberColumn(format="%.4g")
-                                for c in ("median final loss", "best seed", "worst seed", "median path length")})
+                                for c in ("lr", "median final loss", "best seed", "worst seed", "median path length")})
     if downloads:
         all_paths = [F.Path(f"{lab}", p.colour, p.xy, p.loss, p.forward_passes, p.diverged_at,
                             extra={"seed": p.label.split()[-1]})
@@ -226,4 +232,5 @@ def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = Tr
             p.label = lab
         c2.download_button("Paths (PNG)", lambda: F.png_bytes(F.mpl_contour(surf, first)), file_name="sweep.png",
                            mime="image/png", key=f"{key}:png", on_click="ignore")
-    return {"grid": grid, "loss": loss, "rows": rows, "values": [v for v, _ in results]}
+    return {"grid": grid, "loss": loss, "rows": rows, "values": [v for _, v, _ in runs], "runs": runs,
+            "landscape": ls}

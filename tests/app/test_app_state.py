@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app import controls, state
+from app.presets import DEMO_HYPER
 from optimizers import OPTIMIZERS
 
 
@@ -12,8 +13,8 @@ def test_playground_defaults_round_trip_through_the_url():
     fields = controls.playground_fields()
     defaults = controls.defaults(fields)
     text = state.dump_params(fields, defaults)
-    assert text["opts"] == "mezo,adamezo,adam" and text["budget"] == "none" and text["x0"] == "none"
-    assert text["adamezo.beta1"] == "0.7" and text["adamezo.lr"] == "0.05"
+    assert text["opts"] == "adam,mezo,adamezo" and text["budget"] == "none" and text["x0"] == "none"
+    assert text["adamezo.beta1"] == "0.7" and float(text["adamezo.lr"]) == DEMO_HYPER["adamezo"]["lr"]
     values, errors = state.parse_params(fields, text)
     assert errors == []
     assert values == defaults
@@ -28,7 +29,7 @@ def test_bad_values_fall_back_with_a_sentence():
     assert values == {"seed": 7}
     text = "\n".join(errors)
     assert len(errors) == 8
-    assert "steps='abc' is not an integer" in text and "Using steps=500 instead" in text
+    assert "steps='abc' is not an integer" in text and "Using steps=1000 instead" in text
     assert "repeats='0' is out of range; allowed: an integer from 1 to 20" in text
     assert "unknown value 'sgd'" in text
     assert "invalid beta1=1.5 (too large); allowed: a number >= 0 and < 1" in text
@@ -59,7 +60,13 @@ def test_sweep_values_are_validated_per_optimizer():
         controls.parse_sweep_values("1, 2", "mezo", "horizon")
     with pytest.raises(ValueError, match="at most 8"):
         controls.parse_sweep_values(",".join(str(i) for i in range(1, 10)), "mezo", "seed_budget")
-    assert controls.sweepable("adam") == ["beta1", "beta2", "lr", "delta", "weight_decay"]
+    assert controls.sweepable("adam") == ["betas", "beta1", "beta2", "lr", "delta", "weight_decay"]
+    assert controls.sweepable(["mezo", "adamezo"]) == ["lr", "eps", "weight_decay", "distribution", "seed_budget"]
+    assert controls.sweepable(["adamezo", "adam"]) == ["betas", "beta1", "beta2", "lr", "delta", "weight_decay"]
+    assert controls.parse_sweep_values("0.7/0.9, 0/0", ["adamezo", "zo-adam"], "betas") == [(0.7, 0.9), (0.0, 0.0)]
+    assert controls.value_hyper("betas", (0.7, 0.0)) == {"beta1": 0.7, "beta2": 0.0}
+    assert controls.value_hyper("seed_budget", 4) == {} and controls.fmt((0.7, 0.0)) == "0.7/0"
+    assert controls.parse_lrs(" ", ["adamezo"], "betas", 3) is None
 
 
 def test_controls_are_generated_from_specs():
