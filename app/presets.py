@@ -1,23 +1,60 @@
-"""Starting values for the 2-D pages and the lessons' exact settings.
+"""Starting values for the 2-D pages: the Playground's landing setting and its learning rates.
 
-The registry's defaults are tuned for LLM fine-tuning (lr 1e-3); on the 2-D landscapes the app starts
-from learning rates that move visibly in a few hundred steps. Everything else comes from the registry.
+The registry's defaults are tuned for LLM fine-tuning (lr 1e-3). The Playground opens on lesson 1's
+setting (the paper's toy protocol, ``app/lessons.py``): Adam at a fixed lr, and MeZO's and AdaMeZO's
+lrs from the rule that lesson states (path length matched to 1.5 × Adam's), read from
+``app/lesson_lrs.json``, which ``python -m app.lessons calibrate`` writes and the lessons check verifies.
+The other optimizers start from lrs that move visibly in a few hundred steps. Everything else comes
+from the registry.
 """
 
 from __future__ import annotations
 
+import json
+from functools import lru_cache
 from pathlib import Path
 
 from optimizers import OPTIMIZERS
 
+LESSON_LRS_FILE = Path(__file__).resolve().with_name("lesson_lrs.json")
+
+
+@lru_cache(maxsize=1)
+def _lesson_lrs_text() -> str:
+    try:
+        return LESSON_LRS_FILE.read_text(encoding="utf-8")
+    except OSError:
+        return "{}"
+
+
+def reload_lesson_lrs() -> None:
+    """Forget the cached ``lesson_lrs.json`` (after ``python -m app.lessons calibrate`` wrote it)."""
+    _lesson_lrs_text.cache_clear()
+
+
+def load_lesson_lrs() -> dict:
+    """The rule-derived lrs of the lessons (a fresh copy): lesson slug -> subject -> {"lr", "rule", ...}."""
+    return json.loads(_lesson_lrs_text())
+
+
+#: The Playground's landing setting = lesson 1's: Rosenbrock from its usual start, 1000 steps, a fresh
+#: random direction every step, 8 seeds, Adam at lr 0.03 (it reaches the minimum's neighbourhood).
+LANDING: dict[str, str] = {"ls": "rosenbrock", "steps": "1000", "budget": "none", "repeats": "8",
+                           "opts": "adam,mezo,adamezo", "adam.lr": "0.03", "fair": "off"}
+
+
+def _landing_lr(name: str, fallback: float) -> float:
+    return float(load_lesson_lrs().get("paper", {}).get(name, {}).get("lr", fallback))
+
+
 #: Per-optimizer starting hyperparameters on the 2-D pages (only what differs from the registry).
 DEMO_HYPER: dict[str, dict[str, object]] = {
-    "mezo": {"lr": 0.002},
-    "adamezo": {"lr": 0.05},
+    "mezo": {"lr": _landing_lr("mezo", 6e-4)},
+    "adamezo": {"lr": _landing_lr("adamezo", 0.012)},
     "zo-adam": {"lr": 0.1},
     "hizoo": {"lr": 0.002},
-    "adam": {"lr": 0.1},
-    "adamw": {"lr": 0.1, "weight_decay": 0.0},
+    "adam": {"lr": float(LANDING["adam.lr"])},
+    "adamw": {"lr": float(LANDING["adam.lr"]), "weight_decay": 0.0},
 }
 
 
@@ -26,9 +63,13 @@ def demo_defaults(name: str) -> dict[str, object]:
     return OPTIMIZERS[name].defaults() | DEMO_HYPER.get(name, {})
 
 
-PLAYGROUND_DEFAULT = {"ls": "rosenbrock", "opts": ["mezo", "adamezo", "adam"], "steps": 500}
+PLAYGROUND_DEFAULT = {"ls": LANDING["ls"], "opts": LANDING["opts"].split(","), "steps": int(LANDING["steps"]),
+                      "budget": None if LANDING["budget"] == "none" else int(LANDING["budget"]), "repeats": int(LANDING["repeats"])}
+#: The Compare page starts lighter: one run per value.
+COMPARE_DEFAULT = {"ls": "rosenbrock", "steps": 500, "budget": None, "repeats": 1}
 #: Values the Compare page offers for each sweepable hyperparameter (a start; any list can be typed).
 SWEEP_DEFAULTS: dict[str, str] = {
+    "betas": "0.7/0.9, 0.7/0, 0/0",
     "beta1": "0, 0.5, 0.7, 0.9",
     "beta2": "0, 0.5, 0.9, 0.99",
     "horizon": "1, 5, 10, 30",
@@ -42,46 +83,3 @@ SWEEP_DEFAULTS: dict[str, str] = {
     "distribution": "gaussian, rademacher",
 }
 
-LESSON_DIR = Path(__file__).resolve().parent.parent / "assets" / "lessons"
-
-
-def lesson_text(slug: str) -> str:
-    """The lesson's markdown (``assets/lessons/SLUG.md``), or a short note if it is missing."""
-    path = LESSON_DIR / f"{slug}.md"
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return f"*(lesson text {path.name} is missing)*"
-
-
-#: Lessons: slug, title, the page whose setting the button loads, and that setting as URL values.
-LESSONS: list[dict] = [
-    {
-        "slug": "curvature", "title": "1. Curvature: MeZO zig-zags, AdaMeZO adapts", "page": "playground",
-        "params": {"ls": "quadratic", "kappa": "100", "angle": "0", "x0": "-2.5", "y0": "1.5", "steps": "300",
-                   "seed": "0", "budget": "none", "repeats": "5", "fair": "off", "opts": "mezo,adamezo",
-                   "mezo.lr": "0.012", "adamezo.lr": "0.03"},
-    },
-    {
-        "slug": "momentum", "title": "2. Rosenbrock and momentum (β1)", "page": "compare",
-        "params": {"ls": "rosenbrock", "x0": "-1.5", "y0": "2", "opt": "adamezo", "param": "beta1",
-                   "values": "0, 0.5, 0.7, 0.9", "steps": "500", "seed": "0", "budget": "none", "repeats": "3",
-                   "adamezo.lr": "0.05"},
-    },
-    {
-        "slug": "seed-budget", "title": "3. The seed budget: few directions", "page": "compare",
-        "params": {"ls": "rotated-quadratic", "kappa": "100", "angle": "45", "opt": "mezo", "param": "seed_budget",
-                   "values": "1, 2, 4, none", "steps": "300", "seed": "0", "budget": "none", "repeats": "3",
-                   "mezo.lr": "0.008"},
-    },
-    {
-        "slug": "rotated", "title": "4. Where AdaMeZO does not win: a rotated valley", "page": "playground",
-        "params": {"ls": "rotated-quadratic", "kappa": "100", "angle": "45", "steps": "300", "seed": "0",
-                   "budget": "none", "repeats": "5", "fair": "off", "opts": "mezo,adamezo,zo-adam",
-                   "mezo.lr": "0.008", "adamezo.lr": "0.03", "zo-adam.lr": "0.1"},
-    },
-    {
-        "slug": "memory", "title": "5. Where the memory goes", "page": "memory",
-        "params": {},
-    },
-]

@@ -10,6 +10,8 @@ import pytest
 import landscapes
 from conftest import charts, decode, metrics_table, open_page
 
+from app import lessons as lessons_mod  # noqa: E402
+from app.presets import DEMO_HYPER  # noqa: E402
 from llm_demo.finetune import DEMO_DEFAULTS  # noqa: E402
 from optimizers import OPTIMIZERS  # noqa: E402
 
@@ -18,6 +20,8 @@ PLAY = "app_pages/playground.py"
 COMPARE = "app_pages/compare.py"
 LESSONS = "app_pages/lessons.py"
 LLM = "app_pages/llm.py"
+LESSON_LIST = lessons_mod.LESSONS
+LESSON_BY_SLUG = lessons_mod.LESSONS_BY_SLUG
 
 
 def no_crash(at):
@@ -37,31 +41,37 @@ def path_traces(spec) -> dict:
 
 
 # --------------------------------------------------------------------------------- playground
-def test_playground_default_runs_three_optimizers_and_matches_the_library():
+def test_playground_default_is_lesson_1_and_matches_the_library():
+    """The landing view is lesson 1's setting (the paper's protocol), with its rule-derived lrs: the first
+    thing a teacher sees is AdaMeZO ending far below MeZO, as the lesson claims."""
     at = open_page(None, {"surface3d": "1"})
     no_crash(at)
     assert [e.value for e in at.error] == [] and [w.value for w in at.warning] == []
     spec = contour_spec(at)
     paths = path_traces(spec)
-    assert list(paths) == ["MeZO", "AdaMeZO", "Adam (first order)"]
-    assert len(spec["frames"]) == 60  # 501 steps subsampled
-    assert [fr["name"] for fr in spec["frames"]][:3] == ["0", "8", "17"] and spec["frames"][-1]["name"] == "500"
+    assert list(paths) == ["Adam (first order)", "MeZO", "AdaMeZO"]
+    assert len(spec["frames"]) == 60  # 1001 steps subsampled
+    assert [fr["name"] for fr in spec["frames"]][:3] == ["0", "17", "34"] and spec["frames"][-1]["name"] == "1000"
     assert all(0 not in fr["traces"] for fr in spec["frames"])
     assert len(json.dumps(spec)) < 2_000_000
     # The shown path is the library's trajectory for the default setting.
-    ref = landscapes.run_trajectory("rosenbrock", "adamezo", 500, {"lr": 0.05}, seed=0)
+    lr = lessons_mod.stored_lrs()["paper"]["adamezo"]["lr"]
+    ref = landscapes.run_trajectory("rosenbrock", "adamezo", 1000, {"lr": lr}, seed=0)
     xs = decode(paths["AdaMeZO"]["x"]).astype(float)
-    assert len(xs) == 501
+    assert len(xs) == 1001
     assert xs[-1] == pytest.approx(ref.xy[-1, 0], rel=1e-4)
     table = {r["optimizer"]: r for r in metrics_table(at)}
-    assert list(table) == ["MeZO", "AdaMeZO", "Adam (first order)"]
+    assert list(table) == ["Adam (first order)", "MeZO", "AdaMeZO"]
     row = table["AdaMeZO"]
     assert float(row["final loss"]) == pytest.approx(ref.final_loss, rel=1e-3)  # shown to 4 digits
-    assert row["forward passes"] == "1000" and float(row["path length"]) == pytest.approx(ref.path_length, rel=1e-3)
-    assert row["diverged at"] == "—"
+    assert row["forward passes"] == "2000" and float(row["path length"]) == pytest.approx(ref.path_length, rel=1e-3)
+    assert row["diverged at"] == "—" and row["diverged runs"] == "0/8"
+    # Lesson 1's claim, on the landing view's own numbers.
+    assert float(table["MeZO"]["median final loss (seeds)"]) >= 10 * float(row["median final loss (seeds)"])
     # The URL holds the full setting.
     qp = at.query_params
-    assert qp["view"] == "playground" and qp["opts"] == "mezo,adamezo,adam" and qp["adamezo.beta1"] == "0.7"
+    assert qp["view"] == "playground" and qp["opts"] == "adam,mezo,adamezo" and qp["adamezo.beta1"] == "0.7"
+    assert qp["budget"] == "none" and qp["repeats"] == "8" and float(qp["adamezo.lr"]) == lr
     # Loss plot: log axis, x = forward passes.
     loss = charts(at)[1]
     assert loss["layout"]["yaxis"]["type"] == "log"
@@ -98,7 +108,8 @@ def test_playground_first_order_run_is_computed_once_for_every_seed(monkeypatch)
     real = landscapes.run_trajectory
     monkeypatch.setattr(landscapes, "run_trajectory",
                         lambda *a, **k: (a[2] == 30 and calls.append((a[1], k["seed"]))) or real(*a, **k))
-    at = open_page(PLAY, {"view": "playground", "opts": "mezo,adam", "steps": "30", "ls": "booth", "seed": "4"})
+    at = open_page(PLAY, {"view": "playground", "opts": "mezo,adam", "steps": "30", "ls": "booth", "seed": "4",
+                          "repeats": "1"})
     no_crash(at)
     first = path_traces(contour_spec(at))
     assert sorted(calls) == [("adam", 0), ("mezo", 4)]
@@ -117,11 +128,11 @@ def test_playground_bad_link_values_warn_and_fall_back():
                           "ls": "atlantis"})
     no_crash(at)
     warnings = "\n".join(w.value for w in at.warning)
-    assert "steps='abc' is not an integer" in warnings and "Using steps=500 instead" in warnings
+    assert "steps='abc' is not an integer" in warnings and "Using steps=1000 instead" in warnings
     assert "invalid beta1=1.5 (too large); allowed: a number >= 0 and < 1" in warnings
     assert "unknown value 'nope'" in warnings and "ls='atlantis' is not a known option" in warnings
     assert at.slider(key="playground:adamezo.beta1").value == 0.7
-    assert at.query_params["steps"] == "500" and at.query_params["ls"] == "rosenbrock"
+    assert at.query_params["steps"] == "1000" and at.query_params["ls"] == "rosenbrock"
     assert len(path_traces(contour_spec(at))) == 3
 
 
@@ -170,7 +181,7 @@ def test_playground_fair_comparison_budget_and_path_length():
     table = {r["optimizer"]: r for r in metrics_table(at)}
     ref = float(table["Adam (first order)"]["path length"])
     assert float(table["AdaMeZO"]["path length"]) == pytest.approx(ref, rel=0.03)
-    assert float(table["AdaMeZO"]["lr"]) != pytest.approx(0.05)
+    assert float(table["AdaMeZO"]["lr"]) != pytest.approx(DEMO_HYPER["adamezo"]["lr"])
     assert any("Equal path length" in c.value for c in at.caption)
 
 
@@ -190,7 +201,8 @@ def test_compare_default_small_multiples_bands_and_ranking():
     # The ranking's numbers are the library's: median over seeds 0 and 1.
     best = rank.iloc[0]
     b1 = float(best["value"])
-    ref = [landscapes.run_trajectory("rosenbrock", "adamezo", 100, {"lr": 0.05, "beta1": b1}, seed=s).final_loss
+    ref = [landscapes.run_trajectory("rosenbrock", "adamezo", 100, {"lr": DEMO_HYPER["adamezo"]["lr"], "beta1": b1},
+                                     seed=s).final_loss
            for s in (0, 1)]
     assert best["median final loss"] == pytest.approx(float(np.median(ref)))
 
@@ -212,24 +224,105 @@ def test_compare_seed_budget_and_bad_values():
     assert at.selectbox(key="compare:param").value == "lr"
 
 
-# --------------------------------------------------------------------------------- lessons
-@pytest.mark.parametrize("slug", ["curvature", "momentum", "seed-budget", "rotated"])
-def test_each_lesson_draws_its_figure_and_a_verdict(slug):
-    at = open_page(LESSONS, {"view": "lessons", "lesson": slug})
+def test_compare_sweeps_betas_pairs_with_one_lr_per_value():
+    """The paper's β study on the Compare page: (0.7, 0.9) and (0, 0) with their own lrs; (0, 0) is MeZO."""
+    at = open_page(COMPARE, {"view": "compare", "opt": "adamezo", "param": "betas", "values": "0.7/0.9, 0/0",
+                             "lrs": "0.01, 0.0005", "ls": "quadratic", "kappa": "1000", "steps": "60",
+                             "repeats": "1"})
     no_crash(at)
+    assert [e.value for e in at.error] == []
+    grid, loss = charts(at)
+    assert [a["text"] for a in grid["layout"]["annotations"]] == ["betas = 0.7/0.9", "betas = 0/0"]
+    rank = at.dataframe[0].value.set_index("value")
+    assert rank.loc["0.7/0.9", "lr"] == 0.01 and rank.loc["0/0", "lr"] == 0.0005
+    mezo = landscapes.run_trajectory(landscapes.get("quadratic", kappa=1000), "mezo", 60, {"lr": 0.0005})
+    assert rank.loc["0/0", "median final loss"] == mezo.final_loss  # exactly MeZO
+    assert any("lr per value: 0.7/0.9 → 0.01, 0/0 → 0.0005" in c.value for c in at.caption)
+    assert at.query_params["lrs"] == "0.01, 0.0005" and "adamezo.beta1" not in at.query_params
+
+
+def test_compare_sweeps_two_optimizers_side_by_side():
+    at = open_page(COMPARE, {"view": "compare", "opt": "mezo,adamezo", "param": "seed_budget", "values": "1, none",
+                             "steps": "40", "mezo.lr": "0.0007", "adamezo.lr": "0.01"})
+    no_crash(at)
+    grid, loss = charts(at)
+    assert [a["text"] for a in grid["layout"]["annotations"]] == [
+        "MeZO · seed budget = 1", "MeZO · seed budget = none", "AdaMeZO · seed budget = 1",
+        "AdaMeZO · seed budget = none"]
+    lines = {t["name"]: t["line"]["dash"] for t in loss["data"] if t.get("mode") == "lines"}
+    assert lines["MeZO · seed budget = 1"] != lines["AdaMeZO · seed budget = 1"]
+    rank = at.dataframe[0].value.set_index(["optimizer", "value"])
+    ref = landscapes.run_trajectory("rosenbrock", "adamezo", 40, {"lr": 0.01}, seed_budget=1)
+    assert rank.loc[("AdaMeZO", "1"), "median final loss"] == ref.final_loss
+    assert len(rank) == 4
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"opt": "adamezo", "param": "betas", "values": "0.7/0.9, 0/0", "lrs": "0.01"},
+     "The per-value learning rates are not valid: 1 lrs given for 2 values; give one lr per value, or none"),
+    ({"opt": "mezo,adamezo", "param": "eps", "values": "0.001, 0.01", "lrs": "0.01, 0.02"},
+     "The per-value learning rates are not valid: one lr per value needs a single optimizer"),
+    ({"opt": "adamezo", "param": "betas", "values": "0.7, 0.9"},
+     "The values to sweep are not valid: betas value '0.7' is not a pair; write it as beta1/beta2, e.g. 0.7/0.9"),
+    ({"opt": "adamezo", "param": "betas", "values": "0.7/1"},
+     "The values to sweep are not valid: beta2: AdaMeZO: invalid beta2=1.0 (too large)"),
+    ({"opt": "adamezo", "param": "eps", "values": "0.001", "lrs": "-1"},
+     "The per-value learning rates are not valid: lr: AdaMeZO: invalid lr=-1.0 (too small)"),
+])
+def test_compare_explains_bad_sweeps(params, message):
+    at = open_page(COMPARE, {"view": "compare", "steps": "5"} | params)
+    no_crash(at)
+    assert any(e.value.startswith(message) for e in at.error), [e.value for e in at.error]
+
+
+# --------------------------------------------------------------------------------- lessons
+@pytest.mark.parametrize("slug", [lesson.slug for lesson in LESSON_LIST])
+def test_each_lesson_shows_its_figure_its_rules_and_a_verdict_per_claim(slug):
+    lesson = LESSON_BY_SLUG[slug]
+    at = open_page(LESSONS, {"view": "lessons", "lesson": slug, "seeds": "1"})
+    no_crash(at)
+    assert [e.value for e in at.error] == []
     assert charts(at)
-    verdict = [m.value for m in at.markdown if m.value.startswith(("**Median final loss", "**Best value"))]
-    assert len(verdict) == 1
-    assert at.button(key=f"lessons:load:{slug}")
+    verdicts = [b.value for b in [*at.success, *at.warning] if b.value.startswith(tuple(
+        f"{stmt}." for stmt in (lessons_mod.statement(lesson, c) for c in lesson.claims)))]
+    assert len(verdicts) == len(lesson.claims)
+    assert all(("As claimed: " in v) or ("Not this time: " in v) for v in verdicts)
+    if lesson.rules:
+        rules = [c.value for c in at.caption if c.value.startswith("**Learning rates**")]
+        assert len(rules) == 1 and rules[0].count("\n- ") == len(lesson.rules)
+    if lesson.kind != "memory":
+        assert at.button(key=f"lessons:load:{slug}")
+
+
+def test_lesson_verdict_is_the_checks_verdict_on_the_same_seeds():
+    """The page's sentences equal what ``python -m app.lessons check`` computes for the same seeds."""
+    lesson = LESSON_BY_SLUG["curvature"]
+    at = open_page(LESSONS, {"view": "lessons", "lesson": "curvature", "seed": "3", "seeds": "2"})
+    no_crash(at)
+    shown = [b.value.split("\n", 1)[1] for b in [*at.success, *at.warning] if "As claimed" in b.value
+             or "Not this time" in b.value]
+    expected = [r.sentence for r in lessons_mod.evaluate(lesson, lessons_mod.measure(lesson, [3, 4]))]
+    assert shown == expected
 
 
 def test_lesson_button_loads_the_exact_setting():
-    at = open_page(LESSONS, {"view": "lessons", "lesson": "curvature"})
-    at.button(key="lessons:load:curvature").click().run()
+    lesson = LESSON_BY_SLUG["paper"]
+    at = open_page(LESSONS, {"view": "lessons", "lesson": "paper", "seeds": "2"})
+    at.button(key="lessons:load:paper").click().run()
     no_crash(at)
-    assert at.query_params["mezo.lr"] == "0.012" and at.query_params["opts"] == "mezo,adamezo"
-    assert at.query_params["kappa"] == "100" and at.query_params["view"] == "playground"
-    assert list(path_traces(contour_spec(at))) == ["MeZO", "AdaMeZO"]
+    lrs = lessons_mod.stored_lrs()["paper"]
+    assert at.query_params["view"] == "playground" and at.query_params["opts"] == "adam,mezo,adamezo"
+    assert float(at.query_params["mezo.lr"]) == lrs["mezo"]["lr"]
+    assert float(at.query_params["adamezo.lr"]) == lrs["adamezo"]["lr"]
+    assert at.query_params["budget"] == "none" and at.query_params["steps"] == "1000"
+    assert at.query_params["repeats"] == "2"
+    assert list(path_traces(contour_spec(at))) == ["Adam (first order)", "MeZO", "AdaMeZO"]
+    # The Playground's table shows the very numbers the lesson's claim is about.
+    values = lessons_mod.measure(lesson, [0, 1])
+    table = {r["optimizer"]: r for r in metrics_table(at)}
+    for name, title in (("mezo", "MeZO"), ("adamezo", "AdaMeZO")):
+        median = float(np.median(values["final_loss"][name]))
+        assert float(table[title]["median final loss (seeds)"]) == pytest.approx(median, rel=1e-3)
 
 
 def test_memory_lesson_numbers_come_from_the_library():
@@ -247,13 +340,17 @@ def test_memory_lesson_numbers_come_from_the_library():
     assert big.loc["AdaMeZO", "bytes"] == 160 and big.loc["Adam (first order)", "bytes"] >= 104e9
     bars = charts(at)[0]
     assert bars["layout"]["yaxis"]["type"] == "log" and len(bars["data"]) == 5
+    # The button opens the LLM page with runs that can all start on the CPU (at most two at once).
+    at.button(key="lessons:load:memory").click().run()
+    assert at.query_params["opts"] == "mezo,adamezo"
 
 
 def test_lessons_bad_link_falls_back_to_the_first_lesson():
-    at = open_page(LESSONS, {"view": "lessons", "lesson": "astrology"})
+    at = open_page(LESSONS, {"view": "lessons", "lesson": "astrology", "seeds": "40"})
     no_crash(at)
     assert any("lesson='astrology' is not a known option" in w.value for w in at.warning)
-    assert at.query_params["lesson"] == "curvature"
+    assert any("seeds='40' is out of range" in w.value for w in at.warning)
+    assert at.query_params["lesson"] == "paper" and at.query_params["seeds"] == "8"
 
 
 # --------------------------------------------------------------------------------- LLM page
