@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -159,19 +160,27 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         self._buffers: dict[tuple, torch.Tensor] = {}
         self._views: dict[Block, tuple[int, torch.Tensor]] = {}  # see _view
         generated = self.generated_elements if self._samplers else 0
-        workers = self.workers or self._auto_workers()
-        self._samplers = [DirectionSampler(self.distribution) for _ in range(workers)]
-        self._samplers[0].generated_elements = generated
+        workers = self._worker_count()
         # Blocks are independent (keyed generation), so workers take contiguous runs of blocks of
         # about equal size; results do not depend on the number of workers.
         total, parts, acc = sum(bl.numel for bl in self._blocks), [[] for _ in range(workers)], 0
         for b, bl in enumerate(self._blocks):
             parts[min(workers - 1, acc * workers // max(total, 1))].append(b)
             acc += bl.numel
-        self._parts = [part for part in parts if part]
+        self._parts = [part for part in parts if part] or [[]]
+        self._samplers = [DirectionSampler(self.distribution) for _ in self._parts]
+        self._samplers[0].generated_elements = generated
         if self._pool is not None:
             self._pool.shutdown()
         self._pool = ThreadPoolExecutor(len(self._parts)) if len(self._parts) > 1 else None
+
+    def _worker_count(self) -> int:
+        """Worker threads actually used: ``workers`` (or the automatic choice), at most one per block
+        and one per CPU core. Any ``workers`` is accepted; what is allocated (a sampler, a thread and
+        three block buffers per worker) is bounded by the blocks and the cores, and results never
+        depend on it."""
+        wanted = self.workers or self._auto_workers()
+        return max(1, min(wanted, len(self._blocks), os.cpu_count() or 1))
 
     def _auto_workers(self) -> int:
         """One worker per torch CPU thread for large CPU models; one on CUDA or for small problems."""
