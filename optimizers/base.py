@@ -6,6 +6,11 @@ Two-point SPSA (shared by every ZO method here)::
 
 θ is perturbed in place (+ε z, then −2ε z); subclasses restore it (+ε z) fused with their update,
 which saves one regeneration of z. Subclasses implement :meth:`_update`.
+
+Low precision: float16 and bfloat16 parameters are perturbed in their own dtype (the model runs in it),
+but every update is computed per block in float32 (z, and m/v where the method has them, upcast into
+float32 buffers) and written back to the parameter with one rounding. Methods that keep moments or a
+curvature estimate keep them in float32 for such parameters.
 """
 
 from __future__ import annotations
@@ -27,6 +32,22 @@ Closure = Callable[[], Any]
 
 _POOL_SALT = 0x5EED_B0D6E7
 _DRAW_SALT = 0xD1CE
+
+#: Parameter dtypes the optimizers train. float16/bfloat16 updates are computed in float32.
+SUPPORTED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype updates are computed in: float32 for float16/bfloat16 parameters, else their own."""
+    return torch.float32 if dtype in LOW_PRECISION else dtype
+
+
+def check_dtype(p: torch.Tensor, owner: str) -> None:
+    """``ValueError`` unless ``p`` has a dtype the optimizers train."""
+    if p.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"{owner}: parameters of dtype {str(p.dtype).removeprefix('torch.')} are not supported; "
+                         "allowed: float64, float32, float16, bfloat16")
 
 
 class NonFiniteLossError(ValueError):
@@ -146,6 +167,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
 
     def _layout(self) -> None:
+        owner = type(self).__name__
         self._params: list[torch.Tensor] = []
         self._group_of: list[dict] = []
         for group in self.param_groups:
@@ -153,10 +175,13 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
                 if not p.requires_grad:
                     continue
                 if not p.is_contiguous():
-                    raise ValueError(f"{type(self).__name__}: parameters must be contiguous tensors")
+                    raise ValueError(f"{owner}: parameters must be contiguous tensors")
+                check_dtype(p, owner)
                 self._params.append(p)
                 self._group_of.append(group)
         self._blocks: list[Block] = make_blocks(self._params, self.chunk_size)
+        # Per block: is its parameter float16/bfloat16 (update computed in float32)?
+        self._low = [self._params[bl.param].dtype in LOW_PRECISION for bl in self._blocks]
         self._buffers: dict[tuple, torch.Tensor] = {}
         self._views: dict[Block, tuple[int, torch.Tensor]] = {}  # see _view
         generated = self.generated_elements if self._samplers else 0
@@ -216,10 +241,13 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         return view
 
     def _buffer(self, slot: int, b: int, w: int = 0) -> torch.Tensor:
-        """Reusable temporary ``slot`` (0: z, 1: m, 2: v) of worker ``w``, sized for block ``b``.
+        """Reusable temporary ``slot`` (0: z, 1: m, 2: v, 3: z upcast to float32) of worker ``w``, sized
+        for block ``b``.
 
         One buffer per slot, dtype, device and worker, as large as the largest block: at most
-        3 × chunk_size elements a worker, allocated once instead of a fresh tensor for every block.
+        3 × chunk_size elements a worker, allocated once instead of a fresh tensor for every block
+        (float16/bfloat16 parameters: z in their dtype plus three float32 blocks). Slot 0 has the
+        parameter's dtype, the others the dtype updates are computed in (:func:`compute_dtype`).
         The per-block views are kept too (views share the buffer's memory), as small problems take
         thousands of steps a second and a lookup is cheaper than slicing anew.
         """
@@ -228,12 +256,17 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         if view is None:
             block = self._blocks[b]
             p = self._params[block.param]
-            base_key = (slot, w, p.dtype, p.device)
+
+            def dtype_of(q: torch.Tensor) -> torch.dtype:
+                return q.dtype if slot == 0 else compute_dtype(q.dtype)
+
+            dtype = dtype_of(p)
+            base_key = (slot, w, dtype, p.device)
             buf = self._buffers.get(base_key)
             if buf is None:
-                size = max(bl.numel for bl in self._blocks if self._params[bl.param].dtype == p.dtype
+                size = max(bl.numel for bl in self._blocks if dtype_of(self._params[bl.param]) == dtype
                            and self._params[bl.param].device == p.device)
-                buf = self._buffers[base_key] = torch.empty(size, dtype=p.dtype, device=p.device)
+                buf = self._buffers[base_key] = torch.empty(size, dtype=dtype, device=p.device)
             view = self._buffers[key] = buf[:block.numel]
         return view
 
@@ -241,6 +274,11 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         """Block ``b`` of ``direction(seed)``, in worker ``w``'s z buffer (valid until its next call)."""
         out = self._buffer(0, b, w)
         return self._samplers[w].block(seed, b, out.numel(), out.dtype, out.device, out=out)
+
+    def _z32(self, seed: int, b: int, w: int = 0) -> torch.Tensor:
+        """Block ``b`` of ``direction(seed)`` (drawn in the parameter's dtype, as ``direction`` gives it)
+        upcast into worker ``w``'s float32 buffer: the z of a float16/bfloat16 block's update."""
+        return self._buffer(3, b, w).copy_(self._z(seed, b, w))
 
     # ----------------------------------------------------------------------------- seeds
     @property
@@ -356,9 +394,27 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             view.mul_(1 - group["lr"] * group["weight_decay"])
         return view, group["lr"]
 
+    def _restore_decay32(self, b: int, z: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """:meth:`_restore_decay` of a float16/bfloat16 block, computed in the float32 buffer ``out``:
+        ``out`` = (θ_b + ε z_b)(1 − ηλ), the parameter itself untouched. Returns (out, lr); the caller
+        writes its update into ``out`` and copies it to the parameter (one rounding)."""
+        block = self._blocks[b]
+        out.copy_(self._view(block)).add_(z, alpha=self.eps)
+        group = self._group_of[block.param]
+        if group["weight_decay"]:
+            out.mul_(1 - group["lr"] * group["weight_decay"])
+        return out, group["lr"]
+
     def _sgd_update(self, seed: int, c: float) -> None:
         """MeZO's update fused with the restore: θ ← θ − η(c z + λθ)."""
+        low = self._low
+
         def one(b: int, w: int) -> None:
+            if low[b]:  # float16/bfloat16: computed in float32, one rounding
+                z = self._z32(seed, b, w)
+                theta, lr = self._restore_decay32(b, z, self._buffer(1, b, w))
+                self._view(self._blocks[b]).copy_(theta.add_(z.mul_(c), alpha=-lr))
+                return
             z = self._z(seed, b, w)
             view, lr = self._restore_decay(b, z)
             view.add_(z.mul_(c), alpha=-lr)

@@ -5,6 +5,12 @@ Kingma and Ba, "Adam: A Method for Stochastic Optimization", ICLR 2015; Loshchil
 one difference: ``step(closure)`` calls ``zero_grad`` and ``backward`` itself, so the closure only
 computes the loss and callers never branch on the optimizer's order. One step costs 1 forward pass
 and 1 backward (about 2 forward-equivalents where compute is compared).
+
+float16/bfloat16 parameters: torch's Adam keeps m and v in the parameter's dtype, where its eps = 1e-8
+rounds to 0 and g² underflows (0/0: NaN). Here such parameters keep m and v in float32 (8 bytes per
+element, as ``state_bytes`` counts) and torch's own update runs on a float32 copy of the parameter and
+its gradient (one parameter at a time), written back with one rounding. Other parameters go through
+torch's update unchanged.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
+from torch.optim.adam import adam as adam_functional
 
-from .base import check_loss, profile_hook_step
+from .base import LOW_PRECISION, check_loss, profile_hook_step
 from .specs import BETA1, BETA2, DELTA, LR, WEIGHT_DECAY, HyperSpec
 
 _ADAM_SPECS = {s.name: s for s in (LR, replace(BETA1, default=0.9), replace(BETA2, default=0.999),
@@ -63,9 +70,34 @@ class _FirstOrderMixin:
         update = super().step.__func__  # type: ignore[misc]
         if getattr(update, "hooked", False):
             update = update.__wrapped__
-        update(self)
+        low = [(group, p) for group in self.param_groups for p in group["params"]  # type: ignore[attr-defined]
+               if p.grad is not None and p.dtype in LOW_PRECISION]
+        grads = [p.grad for _, p in low]
+        for _, p in low:
+            p.grad = None  # torch's update skips parameters without a gradient
+        try:
+            update(self)
+        finally:
+            for (_, p), grad in zip(low, grads):
+                p.grad = grad
+        for group, p in low:
+            self._low_precision_update(group, p)
         self.steps += 1
         return value
+
+    def _low_precision_update(self, group: dict, p: torch.Tensor) -> None:
+        """torch's Adam/AdamW update of one float16/bfloat16 parameter, on float32 copies, float32 state."""
+        state = self.state[p]  # type: ignore[attr-defined]
+        if not state:
+            state.update(_float32_state(p, group["amsgrad"]))
+        theta, grad = p.detach().float(), p.grad.float()
+        adam_functional([theta], [grad], [state["exp_avg"]], [state["exp_avg_sq"]],
+                        [state["max_exp_avg_sq"]] if group["amsgrad"] else [], [state["step"]], foreach=False,
+                        decoupled_weight_decay=group.get("decoupled_weight_decay", False),
+                        amsgrad=group["amsgrad"], beta1=group["betas"][0], beta2=group["betas"][1],
+                        lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
+                        maximize=group["maximize"])
+        p.detach().copy_(theta)
 
     @property
     def history(self) -> list[tuple[int, float]]:
@@ -87,6 +119,16 @@ class _FirstOrderMixin:
         """Exact bytes of the tensors in the optimizer state (m, v and the step counters)."""
         return sum(t.numel() * t.element_size() for s in self.state.values()  # type: ignore[attr-defined]
                    for t in s.values() if isinstance(t, torch.Tensor))
+
+
+def _float32_state(p: torch.Tensor, amsgrad: bool) -> dict[str, torch.Tensor]:
+    """Adam's initial state for a float16/bfloat16 parameter, with m and v in float32."""
+    state = {"step": torch.tensor(0.0, dtype=torch.float32),
+             "exp_avg": torch.zeros_like(p, dtype=torch.float32, memory_format=torch.preserve_format),
+             "exp_avg_sq": torch.zeros_like(p, dtype=torch.float32, memory_format=torch.preserve_format)}
+    if amsgrad:
+        state["max_exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32, memory_format=torch.preserve_format)
+    return state
 
 
 class Adam(_FirstOrderMixin, torch.optim.Adam):

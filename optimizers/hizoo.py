@@ -9,6 +9,10 @@ Optimizer", 2024. State Σ (initialized to ones, one tensor per parameter: memor
     θ ← θ − η ( c · z / sqrt(Σ) + λ θ )
 
 α (``hessian_smooth``) = 0 keeps Σ = 1 and reduces to MeZO.
+
+float16/bfloat16 parameters: Σ is kept in float32 (its updates, α = 1e-8 times the curvature, would
+round away in float16: 4 bytes per element, as ``state_bytes`` counts), z / sqrt(Σ) is computed in
+float32 for the perturbation, and the update per block in float32 with one rounding into θ.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Iterable
 
 import torch
 
-from .base import Closure, ZerothOrderOptimizer
+from .base import Closure, ZerothOrderOptimizer, compute_dtype
 from .specs import HyperSpec
 
 HESSIAN_SMOOTH = HyperSpec("hessian_smooth", 1e-8, low=0.0, high=1.0, ui_low=0.0, ui_high=1e-2,
@@ -46,7 +50,7 @@ class HiZOO(ZerothOrderOptimizer):
         self.hessian_smooth = self.hyperparameters["hessian_smooth"].validate(hessian_smooth, "HiZOO")
         super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers)
         for p in self._params:
-            self.state[p]["hessian"] = torch.ones_like(p)
+            self.state[p]["hessian"] = torch.ones_like(p, dtype=compute_dtype(p.dtype))
 
     def _config(self) -> dict:
         return super()._config() | {"hessian_smooth": self.hessian_smooth}
@@ -56,9 +60,12 @@ class HiZOO(ZerothOrderOptimizer):
         return self.state[self._params[block.param]]["hessian"].view(-1)[block.start:block.stop]
 
     def _perturb(self, seed: int, scale: float) -> None:
-        """θ += scale · Σ^{-1/2} z(seed)."""
+        """θ += scale · Σ^{-1/2} z(seed) (z / sqrt(Σ) in float32 for float16/bfloat16 parameters)."""
+        low = self._low
+
         def one(b: int, w: int) -> None:
-            self._view(self._blocks[b]).add_(self._z(seed, b, w).div_(self._sigma(b).sqrt()), alpha=scale)
+            z = self._z32(seed, b, w) if low[b] else self._z(seed, b, w)
+            self._view(self._blocks[b]).add_(z.div_(self._sigma(b).sqrt()), alpha=scale)
 
         self._for_blocks(one)
 
@@ -83,7 +90,18 @@ class HiZOO(ZerothOrderOptimizer):
         alpha = self.hessian_smooth
         self._history = [(seed, c)]
 
+        low = self._low
+
         def one(b: int, w: int) -> None:
+            if low[b]:  # float16/bfloat16: in float32, one rounding
+                z = self._z32(seed, b, w)
+                sigma = self._sigma(b)
+                theta, lr = self._restore_decay32(b, z / sigma.sqrt(), self._buffer(1, b, w))
+                if alpha:
+                    estimate = sigma * z * z
+                    sigma.mul_(1 - alpha).add_(estimate, alpha=alpha * curvature)
+                self._view(self._blocks[b]).copy_(theta.add_(z.div_(sigma.sqrt()).mul_(c), alpha=-lr))
+                return
             z = self._z(seed, b, w)
             sigma = self._sigma(b)
             view, lr = self._restore_decay(b, z / sigma.sqrt())
