@@ -11,6 +11,12 @@ Low precision: float16 and bfloat16 parameters are perturbed in their own dtype 
 but every update is computed per block in float32 (z, and m/v where the method has them, upcast into
 float32 buffers) and written back to the parameter with one rounding. Methods that keep moments or a
 curvature estimate keep them in float32 for such parameters.
+
+After an error in a step (the closure raises, returns a non-finite loss, or a perturbation fails half
+way) the parameters are put back block by block: every block that was moved is moved back by the
+same perturbation. Floating-point addition loses information (fl(θ + εz) is the same float for many θ),
+so without a copy of the parameters the result is their old values to within round-off, not bit for
+bit: ``|Δθ| ≤ 2·eps·(|θ| + |δθ|) + 2·tiny`` per element (see :data:`RESTORED`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import functools
 import math
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
 
 import torch
@@ -33,9 +39,16 @@ Closure = Callable[[], Any]
 _POOL_SALT = 0x5EED_B0D6E7
 _DRAW_SALT = 0xD1CE
 
+
 #: Parameter dtypes the optimizers train. float16/bfloat16 updates are computed in float32.
 SUPPORTED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+#: What a zeroth-order step guarantees about the parameters after an error (message and README).
+RESTORED = ("The parameters were put back to their values before this step to within round-off, not bit "
+            "for bit: every element within 2·eps·(|θ| + |δθ|) + 2·tiny of its old value θ (δθ: its "
+            "perturbation; eps, tiny: the machine epsilon and the smallest subnormal of its dtype). An exact "
+            "copy is not kept: it would double the memory.")
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -51,11 +64,14 @@ def check_dtype(p: torch.Tensor, owner: str) -> None:
 
 
 class NonFiniteLossError(ValueError):
-    """The closure returned NaN or ±inf. The parameters are back at their values before the step."""
+    """The closure returned NaN or ±inf. The message says what became of the parameters."""
 
 
-def check_loss(loss: Any, where: str) -> torch.Tensor:
-    """Return ``loss`` as a detached 0-dim tensor, or raise ``ValueError`` saying what is wrong."""
+def check_loss(loss: Any, where: str, after: str = "") -> torch.Tensor:
+    """Return ``loss`` as a detached 0-dim tensor, or raise ``ValueError`` saying what is wrong.
+
+    ``after`` ends the message of a non-finite loss: what the caller guarantees about the parameters.
+    """
     if isinstance(loss, (int, float)) and not isinstance(loss, bool):
         loss = torch.tensor(float(loss), dtype=torch.float64)
     if not isinstance(loss, torch.Tensor):
@@ -68,8 +84,8 @@ def check_loss(loss: Any, where: str) -> torch.Tensor:
     value = float(loss)
     if not math.isfinite(value):
         raise NonFiniteLossError(
-            f"{where}: the closure returned a non-finite loss ({value}); the loss must be finite. "
-            "The parameters were restored to their values before this step."
+            f"{where}: the closure returned a non-finite loss ({value}); the loss must be finite."
+            + (f" {after}" if after else "")
         )
     return loss
 
@@ -215,16 +231,23 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             return 1
         return max(1, min(torch.get_num_threads(), len(self._blocks)))
 
-    def _for_blocks(self, fn: Callable[[int, int], None]) -> None:
-        """Call ``fn(block, worker)`` for every block, on the worker threads when there are several."""
+    def _for_blocks(self, fn: Callable[[int, int], None], only: set[int] | None = None) -> None:
+        """Call ``fn(block, worker)`` for every block (or the blocks in ``only``), on the worker threads
+        when there are several. If a call raises, every worker is waited for before it re-raises, so
+        nothing keeps changing the parameters behind the caller's back."""
         if self._pool is None:
-            for b in range(len(self._blocks)):
+            for b in (range(len(self._blocks)) if only is None else sorted(only)):
                 fn(b, 0)
             return
+        parts = self._parts if only is None else [[b for b in part if b in only] for part in self._parts]
         futures = [self._pool.submit(lambda part=part, w=w: [fn(b, w) for b in part])
-                   for w, part in enumerate(self._parts)]
-        for future in futures:
-            future.result()
+                   for w, part in enumerate(parts) if part]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            wait(futures)
+            raise
 
     def _view(self, block: Block) -> torch.Tensor:
         """The parameter elements of ``block``, as a writable 1-D view.
@@ -319,28 +342,62 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
     # ----------------------------------------------------------------------------- SPSA
     def _evaluate(self, closure: Closure) -> torch.Tensor:
         self.forward_passes += 1
-        return check_loss(closure(), f"{type(self).__name__} step {self.steps}")
+        return check_loss(closure(), f"{type(self).__name__} step {self.steps}", RESTORED)
 
-    def _perturb(self, seed: int, scale: float) -> None:
-        """θ += scale · z(seed), block by block."""
-        self._for_blocks(lambda b, w: self._view(self._blocks[b]).add_(self._z(seed, b, w), alpha=scale))
+    def _perturb(self, seed: int, scale: float, done: list[int] | None = None,
+                 only: set[int] | None = None) -> None:
+        """θ += scale · z(seed), block by block (only the blocks in ``only``, if given); each block is
+        appended to ``done`` once it has moved."""
+        def one(b: int, w: int) -> None:
+            self._view(self._blocks[b]).add_(self._z(seed, b, w), alpha=scale)
+            if done is not None:
+                done.append(b)
+
+        self._for_blocks(one, only)
 
     def _spsa(self, closure: Closure, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """L(θ + εz) and L(θ − εz); θ is left at θ − εz. On any error θ is restored and it re-raises."""
+        """L(θ + εz) and L(θ − εz); θ is left at θ − εz.
+
+        On any error (in the closure, a non-finite loss, or a perturbation that fails half way) every
+        block is moved back by what it was moved, to within round-off (:data:`RESTORED`), and the error
+        is re-raised with a note saying so.
+        """
         eps = self.eps
-        self._perturb(seed, eps)
+        before, after, done = 0.0, eps, []  # blocks in ``done`` are at θ + after·z, the others at θ + before·z
         try:
+            self._perturb(seed, eps, done)
             loss_plus = self._evaluate(closure)
-        except BaseException:
-            self._perturb(seed, -eps)
-            raise
-        self._perturb(seed, -2 * eps)
-        try:
+            before, after, done = eps, -eps, []
+            self._perturb(seed, -2 * eps, done)
             loss_minus = self._evaluate(closure)
-        except BaseException:
-            self._perturb(seed, eps)
+        except BaseException as exc:
+            self._move_back(seed, before, after, set(done))
+            if not isinstance(exc, NonFiniteLossError):
+                exc.add_note(f"{type(self).__name__} step {self.steps}: {RESTORED}")
             raise
         return loss_plus, loss_minus
+
+    def _check_estimate(self, seed: int, c: float, loss_plus: torch.Tensor, loss_minus: torch.Tensor,
+                        what: str = "the projected gradient c = (L+ − L−)/(2ε)") -> None:
+        """Finite losses can still give a non-finite estimate (their difference overflows, or ε is tiny):
+        θ (at θ − εz) is moved back and ``NonFiniteLossError`` raised, never a step with c = ±inf/NaN."""
+        if math.isfinite(c):
+            return
+        self._perturb(seed, self.eps)
+        raise NonFiniteLossError(
+            f"{type(self).__name__} step {self.steps}: {what} is {c} (L+ = {float(loss_plus):.6g}, "
+            f"L− = {float(loss_minus):.6g}, ε = {self.eps:g}); it must be finite: lower the loss's scale or raise "
+            f"eps. {RESTORED}")
+
+    def _move_back(self, seed: int, before: float, after: float, moved: set[int]) -> None:
+        """Undo a perturbation: blocks in ``moved`` are at θ + after·z, the others at θ + before·z."""
+        if len(moved) == len(self._blocks):
+            self._perturb(seed, -after)
+            return
+        if after and moved:
+            self._perturb(seed, -after, only=moved)
+        if before:
+            self._perturb(seed, -before, only=set(range(len(self._blocks))) - moved)
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
@@ -350,6 +407,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         seed = self.seed_for_step(self.steps)
         loss_plus, loss_minus = self._spsa(closure, seed)
         c = (float(loss_plus) - float(loss_minus)) / (2 * self.eps)
+        self._check_estimate(seed, c, loss_plus, loss_minus)
         self._update(seed, c)
         self.steps += 1
         self.last_log_entry = (seed, c)

@@ -60,7 +60,7 @@ class _FirstOrderMixin:
                     p.grad = None
             loss = closure()
             self.forward_passes += 1
-            value = check_loss(loss, f"{name} step {self.steps}")
+            value = check_loss(loss, f"{name} step {self.steps}", "The parameters were not changed.")
             if not (isinstance(loss, torch.Tensor) and loss.requires_grad):
                 raise ValueError(f"{name} step {self.steps}: the loss does not depend on the parameters "
                                  "through autograd (was it computed under torch.no_grad?)")

@@ -17,11 +17,12 @@ float32 for the perturbation, and the update per block in float32 with one round
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 
-from .base import Closure, ZerothOrderOptimizer, compute_dtype
+from .base import Closure, ZerothOrderOptimizer, check_loss, compute_dtype
 from .specs import HyperSpec
 
 HESSIAN_SMOOTH = HyperSpec("hessian_smooth", 1e-8, low=0.0, high=1.0, ui_low=0.0, ui_high=1e-2,
@@ -59,26 +60,33 @@ class HiZOO(ZerothOrderOptimizer):
         block = self._blocks[b]
         return self.state[self._params[block.param]]["hessian"].view(-1)[block.start:block.stop]
 
-    def _perturb(self, seed: int, scale: float) -> None:
+    def _perturb(self, seed: int, scale: float, done: list[int] | None = None,
+                 only: set[int] | None = None) -> None:
         """θ += scale · Σ^{-1/2} z(seed) (z / sqrt(Σ) in float32 for float16/bfloat16 parameters)."""
         low = self._low
 
         def one(b: int, w: int) -> None:
             z = self._z32(seed, b, w) if low[b] else self._z(seed, b, w)
             self._view(self._blocks[b]).add_(z.div_(self._sigma(b).sqrt()), alpha=scale)
+            if done is not None:
+                done.append(b)
 
-        self._for_blocks(one)
+        self._for_blocks(one, only)
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
         if closure is None:
             raise ValueError("HiZOO.step needs a closure that returns the loss")
-        loss0 = self._evaluate(closure)
+        self.forward_passes += 1
+        loss0 = check_loss(closure(), f"HiZOO step {self.steps}", "The parameters were not changed.")
         seed = self.seed_for_step(self.steps)
         loss_plus, loss_minus = self._spsa(closure, seed)
         lp, lm = float(loss_plus), float(loss_minus)
         c = (lp - lm) / (2 * self.eps)
-        curvature = abs(lp + lm - 2 * float(loss0)) / (2 * self.eps**2)
+        self._check_estimate(seed, c, loss_plus, loss_minus)
+        denominator = 2 * self.eps**2  # 0 for ε below ~1e-154 (float64 underflow)
+        curvature = abs(lp + lm - 2 * float(loss0)) / denominator if denominator else math.inf
+        self._check_estimate(seed, curvature, loss_plus, loss_minus, "the curvature estimate |L+ + L− − 2 L0|/(2ε²)")
         self._apply((seed, c, curvature))
         self.steps += 1
         self.last_log_entry = (seed, c, curvature)
