@@ -100,6 +100,9 @@ class AdaMeZO(ZerothOrderOptimizer):
         return super()._config() | {"betas": self.betas, "horizon": self.horizon,
                                     "delta": self.delta, "warmup": self.warmup}
 
+    def _history_cap(self, config: dict) -> int:
+        return config["horizon"]
+
     def _update(self, seed: int, c: float) -> None:
         self._history.append((seed, c))
         del self._history[:-self.horizon]

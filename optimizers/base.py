@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import os
-from collections.abc import Callable, Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
 
 import torch
 from torch.optim import optimizer as _torch_optimizer
 
+from . import state_checks as checks
 from .directions import Block, DirectionSampler, make_blocks, mix_key
 from .specs import EPS, LR, WEIGHT_DECAY, ZO_COMMON, HyperSpec
 
@@ -123,6 +126,14 @@ def group_hyper(group: dict, specs: dict[str, HyperSpec], owner: str) -> None:
         group[key] = specs[key].validate(group[key], owner)
 
 
+def seed_for_step(seed: int, seed_budget: int | None, step: int) -> int:
+    """The direction seed of step ``step`` of an optimizer with this ``seed`` and ``seed_budget``."""
+    if seed_budget is None:
+        return mix_key(seed, step)
+    index = mix_key(seed, _DRAW_SALT, step) % seed_budget
+    return mix_key(seed, _POOL_SALT, index)
+
+
 class ZerothOrderOptimizer(torch.optim.Optimizer):
     """Base class of the forward-only optimizers: SPSA, seed schedule, blocks and state.
 
@@ -133,6 +144,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
     zeroth_order: ClassVar[bool] = True
     forward_passes_per_step: ClassVar[int] = 2
+    _log_length: ClassVar[int] = 2  # a step's log entry: (seed, c); HiZOO adds the curvature
     profile_hook_step = staticmethod(profile_hook_step)
     hyperparameters: ClassVar[dict[str, HyperSpec]] = {
         s.name: s for s in (LR, EPS, WEIGHT_DECAY)
@@ -313,10 +325,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
     def seed_for_step(self, step: int) -> int:
         """The direction seed of step ``step`` (0-based): a pure function of (seed, budget, step)."""
-        if self.seed_budget is None:
-            return mix_key(self.seed, step)
-        index = mix_key(self.seed, _DRAW_SALT, step) % self.seed_budget
-        return mix_key(self.seed, _POOL_SALT, index)
+        return seed_for_step(self.seed, self.seed_budget, step)
 
     def direction(self, seed: int) -> list[torch.Tensor]:
         """The direction z for ``seed``, as tensors shaped like the trainable parameters."""
@@ -422,6 +431,16 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         its parameters and optimizer state bit for bit. This is what makes a ZO checkpoint tiny:
         the initial weights plus 16 bytes a step.
         """
+        name = type(self).__name__
+        fields = ("seed", "c", "curvature")[:self._log_length]
+        if not isinstance(entry, (tuple, list)) or len(entry) != self._log_length:
+            raise ValueError(f"{name}.replay: invalid log entry {checks.short(entry)}; allowed: a tuple "
+                             f"({', '.join(fields)})")
+        checks.history_pair(entry[:2], f"{name}.replay")
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0
+               for v in entry[2:]):
+            raise ValueError(f"{name}.replay: invalid log entry {checks.short(entry)}; allowed: a finite "
+                             "curvature >= 0")
         seed, c = entry[0], entry[1]
         if seed != self.seed_for_step(self.steps):
             raise ValueError(f"{type(self).__name__}.replay: the log's step {self.steps} has seed {seed}, but this "
@@ -487,29 +506,142 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
         sd["zeroth_order"] = {
+            "optimizer": type(self).__name__,
             "config": self._config(),
             "steps": self.steps,
             "forward_passes": self.forward_passes,
             "history": [(int(s), float(c)) for s, c in self._history],
             "generated_elements": self.generated_elements,
+            "shapes": [list(p.shape) for p in self._params],
         }
         return sd
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Load a state from :meth:`state_dict`, after checking all of it; on any error nothing changes.
+
+        Checked: it is this optimizer class's state (its name, its settings' names) over the same
+        parameter layout (param groups of the same sizes, the same trainable shapes); every setting and
+        every group's lr and weight decay against the registry's specs; the counters are integers >= 0;
+        the history holds at most min(steps, K) (seed, c) pairs (K = 1 except AdaMeZO's horizon) with
+        finite c and exactly the seeds these settings draw at those steps; per-parameter tensors are
+        finite, parameter-shaped and in range. A ``ValueError`` names the key, the value and what is
+        allowed.
+        """
+        name = type(self).__name__
+        where = f"{name}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"{where}: expected the dict that state_dict() returns, got {checks.short(state_dict)}")
         state_dict = dict(state_dict)
-        if "zeroth_order" not in state_dict:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: not a zeroth-order optimizer's state "
-                             "(the 'zeroth_order' entry is missing)")
-        zo = state_dict.pop("zeroth_order")
-        super().load_state_dict(state_dict)
-        for key, value in zo["config"].items():
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        new = self._checked_state(state_dict, where)
+        # Everything is valid: only now does anything change.
+        for key, value in new["config"].items():
             setattr(self, key, value)
-        self.steps = zo["steps"]
-        self.forward_passes = zo["forward_passes"]
-        self._history = [(int(s), float(c)) for s, c in zo["history"]]
+        self.steps = new["steps"]
+        self.forward_passes = new["forward_passes"]
+        self._history = new["history"]
+        self.__setstate__({"state": new["state"], "param_groups": new["param_groups"]})
         self._samplers = []
         self._layout()
-        self._samplers[0].generated_elements = zo.get("generated_elements", 0)
+        self._samplers[0].generated_elements = new["generated_elements"]
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
+
+    def _checked_state(self, sd: dict[str, Any], where: str) -> dict[str, Any]:
+        """Everything :meth:`load_state_dict` assigns, checked and converted; raises ``ValueError``."""
+        name = type(self).__name__
+        if isinstance(sd, Mapping) and "first_order" in sd and "zeroth_order" not in sd:
+            raise ValueError(f"{where}: this is a first-order optimizer's state (Adam/AdamW), not {name}'s")
+        checks.keys(sd, where, "the state dict", ("state", "param_groups", "zeroth_order"))
+        zo = checks.keys(sd["zeroth_order"], where, "'zeroth_order'", ("config", "steps", "forward_passes", "history"),
+                         ("optimizer", "generated_elements", "shapes"))
+        if "optimizer" in zo and zo["optimizer"] != name:
+            raise ValueError(f"{where}: this is the state of {checks.short(zo['optimizer'])}, not of {name}; "
+                             f"allowed: a {name} state")
+        expected = set(self._config())
+        saved = zo["config"]
+        if not isinstance(saved, Mapping) or set(saved) != expected:
+            found = ", ".join(sorted(map(str, saved))) if isinstance(saved, Mapping) else checks.short(saved)
+            raise ValueError(f"{where}: the state's settings ({found}) are not {name}'s "
+                             f"({', '.join(sorted(expected))}): it is another optimizer's state")
+        specs = self.hyperparameters
+        config = {key: checks.hyper(key, value, specs, where) for key, value in saved.items()}
+        steps = checks.count(zo["steps"], where, "steps")
+        forward_passes = checks.count(zo["forward_passes"], where, "forward_passes")
+        generated = checks.count(zo.get("generated_elements", 0), where, "generated_elements")
+        history = self._checked_history(zo["history"], config, steps, where)
+        if "shapes" in zo:
+            self._check_shapes(zo["shapes"], where)
+        groups, ids = checks.groups(sd["param_groups"], self.param_groups, specs, ("lr", "weight_decay"), where)
+        entries = checks.state_entries(sd["state"], ids, where)
+        params = [p for g in self.param_groups for p in g["params"]]
+        trainable = {id(p) for p in self._params}
+        state: defaultdict[torch.Tensor, dict] = defaultdict(dict)
+        for pid, p in zip(ids, params):
+            entry = dict(entries.get(pid, {}))
+            here = f"{where}: state of parameter {pid}"
+            if id(p) not in trainable:
+                if entry:
+                    raise ValueError(f"{here}: the parameter is not trained (requires_grad=False) but has state "
+                                     f"{', '.join(map(repr, entry))}; allowed: none")
+                continue
+            checked = self._checked_param_state(p, entry, here)
+            if checked:
+                state[p] = checked
+        self._check_state_coverage(state, where)
+        return {"config": config, "steps": steps, "forward_passes": forward_passes, "history": history,
+                "generated_elements": generated, "param_groups": groups, "state": state}
+
+    def _history_cap(self, config: dict[str, Any]) -> int:
+        """The most (seed, c) pairs the history holds (AdaMeZO: its horizon)."""
+        return 1
+
+    def _checked_history(self, history: Any, config: dict[str, Any], steps: int, where: str) -> list:
+        if not isinstance(history, (list, tuple)):
+            raise ValueError(f"{where}: invalid history={checks.short(history)}; allowed: a list of (seed, c) pairs")
+        keeps = self._history_cap(config)
+        if len(history) > min(steps, keeps):
+            raise ValueError(f"{where}: the history has {len(history)} (seed, c) pairs; allowed: at most "
+                             f"{min(steps, keeps)}, the smaller of steps ({steps}) and the pairs "
+                             f"{type(self).__name__} keeps ({keeps})")
+        pairs = [checks.history_pair(pair, f"{where}: history pair {i}") for i, pair in enumerate(history)]
+        first = steps - len(pairs)
+        for i, (seed, _) in enumerate(pairs):
+            drawn = seed_for_step(config["seed"], config["seed_budget"], first + i)
+            if seed != drawn:
+                raise ValueError(f"{where}: history pair {i} has seed {seed}, but with seed={config['seed']} and "
+                                 f"seed_budget={config['seed_budget']} step {first + i} draws {drawn}; allowed: "
+                                 "the seeds of the last steps (the history does not belong to these settings)")
+        return pairs
+
+    def _check_shapes(self, shapes: Any, where: str) -> None:
+        mine = [list(p.shape) for p in self._params]
+        if (not isinstance(shapes, (list, tuple))
+                or not all(isinstance(s, (list, tuple)) and all(isinstance(n, numbers.Integral) for n in s)
+                           for s in shapes)):
+            raise ValueError(f"{where}: invalid shapes={checks.short(shapes)}; allowed: a list of parameter shapes")
+        theirs = [[int(n) for n in s] for s in shapes]
+        if theirs != mine:
+            if len(theirs) != len(mine):
+                detail = f"{len(theirs)} trainable tensors in the state, {len(mine)} here"
+            else:
+                i = next(i for i, (a, b) in enumerate(zip(theirs, mine)) if a != b)
+                detail = f"trainable tensor {i} has shape {tuple(theirs[i])} in the state, {tuple(mine[i])} here"
+            raise ValueError(f"{where}: the parameter layout differs ({detail}); allowed: the state of an "
+                             "optimizer over parameters of the same shapes, in the same order")
+
+    def _checked_param_state(self, p: torch.Tensor, entry: dict, where: str) -> dict:
+        """The checked state of one trainable parameter. MeZO and AdaMeZO keep none."""
+        if entry:
+            raise ValueError(f"{where}: {type(self).__name__} keeps no per-parameter state, but the state has "
+                             f"{', '.join(map(checks.short, entry))}; allowed: none")
+        return {}
+
+    def _check_state_coverage(self, state: dict, where: str) -> None:
+        """Checks across parameters (ZO-Adam: all have moments or none; HiZOO: all have Σ)."""
 
     def state_bytes(self) -> int:
         """Exact bytes of optimizer state: tensors in ``self.state`` plus 16 bytes per (seed, c) pair."""

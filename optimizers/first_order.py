@@ -15,13 +15,14 @@ torch's update unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
 from torch.optim.adam import adam as adam_functional
 
+from . import state_checks as checks
 from .base import LOW_PRECISION, check_loss, profile_hook_step
 from .specs import BETA1, BETA2, DELTA, LR, WEIGHT_DECAY, HyperSpec
 
@@ -110,15 +111,60 @@ class _FirstOrderMixin:
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``, after checking the state: an Adam/AdamW state (not a ZO one) over
+        the same groups, valid lr/betas/eps/weight decay in every group, counters that are integers
+        >= 0, finite parameter-shaped moments. Nothing changes unless all of it is valid. Moments of
+        float16/bfloat16 parameters stay float32 (torch's loader would cast them to the parameter's dtype).
+        """
+        name = type(self).__name__
+        where = f"{name}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"{where}: expected the dict that state_dict() returns, got {checks.short(state_dict)}")
         state_dict = dict(state_dict)
-        counts = state_dict.pop("first_order", {"steps": 0, "forward_passes": 0})
+        if "zeroth_order" in state_dict:
+            raise ValueError(f"{where}: this is a zeroth-order optimizer's state, not {name}'s")
+        checks.keys(state_dict, where, "the state dict", ("state", "param_groups"), ("first_order",))
+        counts = checks.keys(state_dict.pop("first_order", {"steps": 0, "forward_passes": 0}), where,
+                             "'first_order'", ("steps", "forward_passes"))
+        steps = checks.count(counts["steps"], where, "steps")
+        forward_passes = checks.count(counts["forward_passes"], where, "forward_passes")
+        specs = dict(self.hyperparameters) | {"eps": replace(self.hyperparameters["delta"], name="eps")}
+        current = self.param_groups  # type: ignore[attr-defined]
+        saved_groups, ids = checks.groups(state_dict["param_groups"], current, specs,
+                                          ("lr", "betas", "eps", "weight_decay"), where)
+        for i, (group, saved) in enumerate(zip(current, saved_groups)):
+            for flag in _FLAGS:  # torch's switches: fixed when the optimizer is built, never in a state
+                if flag in group and flag in saved and saved[flag] is not group[flag]:
+                    raise ValueError(f"{where}: param group {i}: {flag}={checks.short(saved.get(flag))} differs from "
+                                     f"this optimizer's; allowed: {group[flag]!r}")
+        entries = checks.state_entries(state_dict["state"], ids, where)
+        params = [p for g in current for p in g["params"]]
+        float32 = {}
+        for pid, p in zip(ids, params):
+            entry = entries.get(pid)
+            if not entry:
+                continue
+            here = f"{where}: state of parameter {pid}"
+            checks.keys(entry, here, "the state", ("step", "exp_avg", "exp_avg_sq"), ("max_exp_avg_sq",))
+            checks.tensor(entry["step"], f"{here}: 'step'", None, torch.float32, torch.device("cpu"), low=0.0)
+            dtype = torch.float32 if p.dtype in LOW_PRECISION else p.dtype
+            moments = {key: checks.tensor(entry[key], f"{here}: {key!r}", p, dtype, p.device,
+                                          low=None if key == "exp_avg" else 0.0)
+                       for key in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if key in entry}
+            if p.dtype in LOW_PRECISION:
+                float32[p] = moments
         super().load_state_dict(state_dict)  # type: ignore[misc]
-        self.steps, self.forward_passes = counts["steps"], counts["forward_passes"]
+        for p, moments in float32.items():
+            self.state[p].update(moments)  # type: ignore[attr-defined]
+        self.steps, self.forward_passes = steps, forward_passes
 
     def state_bytes(self) -> int:
         """Exact bytes of the tensors in the optimizer state (m, v and the step counters)."""
         return sum(t.numel() * t.element_size() for s in self.state.values()  # type: ignore[attr-defined]
                    for t in s.values() if isinstance(t, torch.Tensor))
+
+
+_FLAGS = ("amsgrad", "maximize", "foreach", "capturable", "differentiable", "fused", "decoupled_weight_decay")
 
 
 def _float32_state(p: torch.Tensor, amsgrad: bool) -> dict[str, torch.Tensor]:

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 import torch
 
+from . import state_checks as checks
 from .base import Closure, ZerothOrderOptimizer, check_loss, compute_dtype
 from .specs import HyperSpec
 
@@ -33,6 +34,7 @@ class HiZOO(ZerothOrderOptimizer):
     """Hessian-informed zeroth-order optimizer (3 forward passes a step, P floats of state)."""
 
     forward_passes_per_step = 3
+    _log_length = 3
     hyperparameters = ZerothOrderOptimizer.hyperparameters | {HESSIAN_SMOOTH.name: HESSIAN_SMOOTH}
 
     def __init__(
@@ -119,3 +121,9 @@ class HiZOO(ZerothOrderOptimizer):
             view.add_(z.div_(sigma.sqrt()).mul_(c), alpha=-lr)
 
         self._for_blocks(one)
+
+    def _checked_param_state(self, p: torch.Tensor, entry: dict, where: str) -> dict:
+        """Σ: a finite, positive tensor shaped like the parameter (float32 for low-precision ones)."""
+        checks.keys(entry, where, "the state", ("hessian",))
+        return {"hessian": checks.tensor(entry["hessian"], f"{where}: 'hessian'", p, compute_dtype(p.dtype),
+                                         p.device, low=0.0, low_open=True)}

@@ -21,6 +21,7 @@ from dataclasses import replace
 import torch
 from torch.optim.adam import adam as adam_functional
 
+from . import state_checks as checks
 from .base import LOW_PRECISION, ZerothOrderOptimizer, compute_dtype
 from .specs import BETA1, BETA2, DELTA
 
@@ -125,3 +126,22 @@ class ZOAdam(ZerothOrderOptimizer):
                 adam_functional(params, group_grads, exp_avgs, exp_avg_sqs, [], steps, foreach=False,
                                 amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
                                 weight_decay=group["weight_decay"], eps=self.delta, maximize=False)
+
+    def _checked_param_state(self, p: torch.Tensor, entry: dict, where: str) -> dict:
+        """None (before the first step) or step, exp_avg, exp_avg_sq (float32 for low-precision parameters)."""
+        if not entry:
+            return {}
+        checks.keys(entry, where, "the state", ("step", "exp_avg", "exp_avg_sq"))
+        dtype = compute_dtype(p.dtype)
+        step = checks.tensor(entry["step"], f"{where}: 'step'", None, torch.float32, torch.device("cpu"), low=0.0)
+        if not float(step).is_integer():
+            raise ValueError(f"{where}: 'step' is {float(step)}; allowed: a whole number >= 0")
+        return {"step": step.clone(),
+                "exp_avg": checks.tensor(entry["exp_avg"], f"{where}: 'exp_avg'", p, dtype, p.device),
+                "exp_avg_sq": checks.tensor(entry["exp_avg_sq"], f"{where}: 'exp_avg_sq'", p, dtype, p.device,
+                                            low=0.0)}
+
+    def _check_state_coverage(self, state: dict, where: str) -> None:
+        if state and len(state) != len(self._params):
+            raise ValueError(f"{where}: {len(state)} of the {len(self._params)} trained parameters have moments; "
+                             "allowed: all of them (after a step) or none (before the first)")
