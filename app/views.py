@@ -73,21 +73,35 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
             messages.warning(f"Equal path length needs a reference run that moves and stays finite; "
                              f"{OPTIMIZERS[ref].title} did not, so the learning rates are left as set.")
         else:
-            matched = []
+            lengths, missed, tolerance = [], [], None
             with messages, st.spinner("Matching path lengths (solving for each lr; cached afterwards)…"):
                 for n in names:
                     if n == ref:
                         continue
                     others = {k: v for k, v in hypers[n].items() if k != "lr"}
                     try:
-                        lr = compute.matched_lr(lkey, n, target, steps, compute.hyper_items(others), start, seed,
-                                                budget)
-                        hypers[n] = hypers[n] | {"lr": lr}
-                        matched.append(f"{OPTIMIZERS[n].title} lr = {lr:.4g}")
+                        match = compute.matched_lr(lkey, n, target, steps, compute.hyper_items(others), start,
+                                                   seed, budget)
                     except ValueError as exc:
                         messages.warning(f"Could not match {OPTIMIZERS[n].title}'s path length: {exc}")
-            notes.append(f"Equal path length: every path is as long as {OPTIMIZERS[ref].title}'s "
-                         f"({target:.3g}); " + ("; ".join(matched) or "nothing to match") + ".")
+                        continue
+                    hypers[n] = hypers[n] | {"lr": match.lr}
+                    tolerance = match.tolerance
+                    lengths.append(f"{OPTIMIZERS[n].title} {match.path_length:.4g} (lr = {match.lr:.4g})")
+                    if not match.reached:
+                        missed.append(n)
+                        messages.warning(
+                            f"No lr makes {OPTIMIZERS[n].title}'s path as long as {OPTIMIZERS[ref].title}'s "
+                            f"({target:.4g}) to within {match.tolerance:.0%}: the closest found, lr = {match.lr:.4g}, "
+                            f"gives {match.path_length:.4g} ({match.relative_error:+.0%}), and it is the one used.")
+            ref_length = f"{OPTIMIZERS[ref].title} {target:.4g}"
+            if not lengths:
+                notes.append(f"Equal path length: nothing to match to {ref_length}.")
+            elif missed:
+                notes.append("Path lengths, not all equal: " + "; ".join([ref_length] + lengths) + ".")
+            else:
+                notes.append(f"Equal path length (to within {tolerance:.0%}): " + "; ".join([ref_length] + lengths)
+                             + ".")
     results, paths = [], []
     colours = compute.colours(names)
     compute.prefetch(r for n in names

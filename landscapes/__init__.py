@@ -17,11 +17,12 @@ from .recipes import from_recipe
 from .engine import Repeats, Trajectory, path_length, run_repeats, run_trajectory, summarize
 from .parallel import TrajectoryJob, run_trajectories
 from .metrics import Metrics, compute_metrics
-from .compare import (PathMatch, Sweep, equal_budget, forward_passes_per_step, log_grid, match_path_length,
-                      match_to_reference, run_budget, sweep, tune_lr)
+from .compare import (PATH_TOLERANCE, PathLengthError, PathMatch, Sweep, equal_budget, forward_passes_per_step,
+                      log_grid, match_path_length, match_to_reference, run_budget, sweep, tune_lr)
 
 __all__ = [
-    "FUNCTIONS", "LANDSCAPES", "MAX_LENGTH", "FormulaError", "Landscape", "LandscapeParam", "Metrics", "PathMatch",
+    "FUNCTIONS", "LANDSCAPES", "MAX_LENGTH", "PATH_TOLERANCE", "FormulaError", "Landscape", "LandscapeParam",
+    "Metrics", "PathLengthError", "PathMatch",
     "Repeats", "Sweep", "Trajectory", "compute_metrics", "custom", "equal_budget", "forward_passes_per_step", "from_recipe", "get",
     "log_grid", "match_path_length", "match_to_reference", "names", "parameters", "path_length", "run_budget",
     "run_repeats", "run_trajectories", "run_trajectory", "summarize", "sweep", "TrajectoryJob", "tune_lr",

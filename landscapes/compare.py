@@ -113,9 +113,16 @@ def tune_lr(
 
 
 # --------------------------------------------------------------------------------- path-length matching
+PATH_TOLERANCE = 0.05  # a match within 5 % of the target length counts as equal
+
+
 @dataclass
 class PathMatch:
-    """An lr whose trajectory length matches ``target`` (median over ``seeds``)."""
+    """An lr and the median path length it gives over ``seeds``, against ``target``.
+
+    ``reached`` says whether the length is within ``tolerance`` (relative) of the target; when it is
+    not, ``lr`` is the closest that the search found and ``path_length`` what it gives.
+    """
 
     optimizer: str
     lr: float
@@ -123,6 +130,31 @@ class PathMatch:
     target: float
     seeds: list[int]
     evaluations: int
+    tolerance: float = PATH_TOLERANCE
+
+    @property
+    def relative_error(self) -> float:
+        """path_length / target − 1 (inf for a diverging run)."""
+        return self.path_length / self.target - 1 if math.isfinite(self.path_length) else math.inf
+
+    @property
+    def reached(self) -> bool:
+        return abs(self.relative_error) <= self.tolerance
+
+    def describe(self) -> str:
+        """One sentence with both lengths, e.g. for an error message or a caption."""
+        title = OPTIMIZERS[self.optimizer].title if self.optimizer in OPTIMIZERS else self.optimizer
+        verdict = "within" if self.reached else "not within"
+        return (f"{title} at lr {self.lr:.4g}: path length {self.path_length:.4g} against the target "
+                f"{self.target:.4g} ({self.relative_error:+.1%}, {verdict} the {self.tolerance:.0%} tolerance)")
+
+
+class PathLengthError(ValueError):
+    """No lr in the bounds gives the target path length (within the tolerance). ``match`` is the closest."""
+
+    def __init__(self, message: str, match: PathMatch | None) -> None:
+        super().__init__(message)
+        self.match = match
 
 
 def _median_length(ls: Landscape, name: str, lr: float, steps: int, hyper: dict[str, Any], seeds: list[int],
@@ -146,13 +178,21 @@ def match_path_length(
     lr_bounds: tuple[float, float] = (1e-7, 10.0),
     grid: int = 17,
     rtol: float = 1e-3,
+    tolerance: float = PATH_TOLERANCE,
+    strict: bool = True,
 ) -> PathMatch:
     """Solve for the lr at which the median path length of ``name`` equals ``target_length``.
 
     Path length grows with lr (a run that diverges counts as infinitely long). The lr is bracketed by
     scanning ``grid`` log-spaced values over ``lr_bounds`` for the first change of sign of
     ``log(length) − log(target)``, then refined by Brent's method on log lr to relative ``rtol``.
-    Raises ``ValueError`` if no lr in the bounds brackets the target.
+    The result is the lr, among all those run, whose length is closest to the target.
+
+    The length need not be continuous in lr (a ZO path can jump from short to long, or to a diverging
+    run), so the target may be out of reach. If the closest length is not within ``tolerance``
+    (relative) of the target, ``strict=True`` raises :class:`PathLengthError` (a ``ValueError``) with
+    both lengths in its message and the closest :class:`PathMatch` as ``.match``; ``strict=False``
+    returns that closest match, whose ``reached`` is False. A mismatch is never returned silently.
     """
     ls = resolve(landscape)
     hyper = dict(hyper or {})
@@ -160,10 +200,13 @@ def match_path_length(
         raise ValueError("match_path_length solves for lr; do not set it in hyper")
     if not (isinstance(target_length, (int, float)) and math.isfinite(target_length) and target_length > 0):
         raise ValueError(f"target_length must be a positive finite number, got {target_length!r}")
+    if not (isinstance(tolerance, (int, float)) and 0 <= tolerance < 1):
+        raise ValueError(f"tolerance must be a number >= 0 and < 1 (relative), got {tolerance!r}")
     low, high = lr_bounds
     if not 0 < low < high:
         raise ValueError(f"lr_bounds must satisfy 0 < low < high, got {lr_bounds!r}")
     seeds = list(seeds)
+    title = OPTIMIZERS[name].title
     log_target = math.log(target_length)
     calls = 0
     cache: dict[float, float] = {}
@@ -176,6 +219,21 @@ def match_path_length(
             cache[log_lr] = (math.inf if not math.isfinite(length) else
                              (-math.inf if length <= 0 else math.log(length) - log_target))
         return cache[log_lr]
+
+    def closest() -> PathMatch | None:
+        finite = [(abs(g), s) for s, g in cache.items() if math.isfinite(g)]
+        if not finite:
+            return None
+        s = min(finite)[1]
+        return PathMatch(name, math.exp(s), math.exp(cache[s] + log_target), float(target_length), seeds, calls,
+                         float(tolerance))
+
+    def out_of_reach(why: str) -> PathMatch:
+        best = closest()
+        if best is not None and not strict:
+            return best
+        near = f"; the closest is {best.describe()}" if best is not None else ""
+        raise PathLengthError(f"{why}{near}. Widen lr_bounds or change the target.", best)
 
     points = np.linspace(math.log(low), math.log(high), grid)
     values = [gap(float(s)) for s in points]
@@ -190,14 +248,10 @@ def match_path_length(
     if bracket is None:
         finite = [math.exp(g + log_target) for g in values if math.isfinite(g)]
         span = f"from {min(finite):.4g} to {max(finite):.4g}" if finite else "none finite (every run diverged)"
-        raise ValueError(
-            f"no lr in [{low:g}, {high:g}] gives {OPTIMIZERS[name].title} a path length of {target_length:.4g} "
-            f"on {ls.title}; the lengths found range {span}. Widen lr_bounds or change the target."
-        )
+        return out_of_reach(f"no lr in [{low:g}, {high:g}] gives {title} a path length of {target_length:.4g} "
+                            f"on {ls.title}; the lengths found range {span}")
     s0, s1 = bracket
-    if s0 == s1:
-        log_lr = s0
-    else:
+    if s0 != s1:
         g1 = gap(s1)
         if math.isinf(g1):
             # Brent needs finite values: walk the upper end down until the run stops diverging.
@@ -214,14 +268,15 @@ def match_path_length(
                     hi_s = mid
             s0, s1 = lo_s, hi_s
         if not math.isfinite(gap(s1)) or gap(s0) >= 0:
-            raise ValueError(
-                f"{OPTIMIZERS[name].title} jumps from a path shorter than {target_length:.4g} to a diverging run "
-                f"between lr {math.exp(s0):.4g} and {math.exp(s1):.4g}; no lr matches the target length."
-            )
-        log_lr = brentq(gap, s0, s1, xtol=rtol, rtol=1e-12, maxiter=100)
-    lr = math.exp(log_lr)
-    length = _median_length(ls, name, lr, steps, hyper, seeds, start, seed_budget)
-    return PathMatch(name, lr, length, float(target_length), seeds, calls + 1)
+            return out_of_reach(f"{title} jumps from a path shorter than {target_length:.4g} to a diverging run "
+                                f"between lr {math.exp(s0):.4g} and {math.exp(s1):.4g}; no lr matches the target "
+                                "length")
+        brentq(gap, s0, s1, xtol=rtol, rtol=1e-12, maxiter=100)
+    best = closest()
+    if not best.reached:
+        return out_of_reach(f"{title}'s path length jumps across the target {target_length:.4g} on {ls.title} "
+                            "(it is not continuous in lr here)")
+    return best
 
 
 def match_to_reference(
@@ -236,11 +291,14 @@ def match_to_reference(
     start: Point | None = None,
     seed_budget: int | None = None,
     lr_bounds: tuple[float, float] = (1e-7, 10.0),
+    tolerance: float = PATH_TOLERANCE,
+    strict: bool = True,
 ) -> dict[str, PathMatch]:
     """The paper's toy-figure rule: run ``reference`` (Adam) with its lr, then match every other
     optimizer's path length to ``ratio`` × Adam's (the paper allows zeroth-order paths a bit longer).
 
     Returns name -> :class:`PathMatch`; the reference's own entry has its given lr and length.
+    ``tolerance`` and ``strict`` are :func:`match_path_length`'s.
     """
     ls = resolve(landscape)
     seeds = list(seeds)
@@ -255,7 +313,7 @@ def match_to_reference(
         if name == reference:
             continue
         out[name] = match_path_length(ls, name, ratio * ref_length, steps, dict(hypers.get(name, {})), seeds,
-                                      start, seed_budget, lr_bounds)
+                                      start, seed_budget, lr_bounds, tolerance=tolerance, strict=strict)
     return out
 
 

@@ -17,6 +17,12 @@ for every block b of the parameters
 Memory besides the model: the K pairs and at most three block-sized temporaries (m_b, v_b, z).
 Cost: K direction regenerations per step for the update, plus two for the perturbation.
 
+float16/bfloat16 parameters: z is drawn in the parameter's dtype (as ``direction`` gives it) and upcast,
+m_b, v_b and the new θ_b are computed in float32 buffers (δ = 1e-8 and c² z² would round to 0 or
+overflow in float16) and θ_b is written back with one rounding: one block in the parameter's dtype
+plus three float32 blocks of temporaries. As with any training without a float32 master copy, an
+update smaller than half a unit in the last place of θ is rounded away.
+
 Relation to the published reference code, which uses m' = Σ β1^k c z, v' = Σ β2^k c² z² and the update
 100·m'/(sqrt(v') + 1e-5): with S1 = (1−β1^K)/(1−β1) and S2 = (1−β2^K)/(1−β2) (once K pairs exist)
 the two agree when
@@ -94,6 +100,9 @@ class AdaMeZO(ZerothOrderOptimizer):
         return super()._config() | {"betas": self.betas, "horizon": self.horizon,
                                     "delta": self.delta, "warmup": self.warmup}
 
+    def _history_cap(self, config: dict) -> int:
+        return config["horizon"]
+
     def _update(self, seed: int, c: float) -> None:
         self._history.append((seed, c))
         del self._history[:-self.horizon]
@@ -108,7 +117,31 @@ class AdaMeZO(ZerothOrderOptimizer):
         terms = [(s, a * ck, b * ck * ck) for (s, ck), a, b in
                  zip(newest_first, ema_weights(beta1, count), ema_weights(beta2, count))]
         terms = [terms[0]] + [t for t in terms[1:] if t[1] != 0.0 or (beta2 > 0 and t[2] != 0.0)]
+        oldest_first, low = terms[::-1], self._low
+
+        def one_low(b: int, w: int) -> None:
+            """A float16/bfloat16 block, in float32. The current direction comes last, so that its z is
+            still in the buffer for the restore, and v's buffer then holds the new θ_b."""
+            m, v = self._buffer(1, b, w), self._buffer(2, b, w)
+            for k, (s, wm, wv) in enumerate(oldest_first):
+                z = self._z32(s, b, w)
+                if k == 0:
+                    torch.mul(z, wm, out=m)
+                    if beta2 > 0:
+                        torch.mul(z, z, out=v).mul_(wv)
+                else:
+                    m.add_(z, alpha=wm)
+                    if beta2 > 0:
+                        v.addcmul_(z, z, value=wv)
+            if beta2 > 0:
+                m.div_(v.sqrt_().add_(self.delta))
+            theta, lr = self._restore_decay32(b, z, v)
+            self._view(self._blocks[b]).copy_(theta.add_(m, alpha=-lr))
+
         def one(b: int, w: int) -> None:
+            if low[b]:
+                one_low(b, w)
+                return
             m, v = self._buffer(1, b, w), self._buffer(2, b, w)
             for k, (s, wm, wv) in enumerate(terms):
                 z = self._z(s, b, w)

@@ -6,19 +6,34 @@ Two-point SPSA (shared by every ZO method here)::
 
 θ is perturbed in place (+ε z, then −2ε z); subclasses restore it (+ε z) fused with their update,
 which saves one regeneration of z. Subclasses implement :meth:`_update`.
+
+Low precision: float16 and bfloat16 parameters are perturbed in their own dtype (the model runs in it),
+but every update is computed per block in float32 (z, and m/v where the method has them, upcast into
+float32 buffers) and written back to the parameter with one rounding. Methods that keep moments or a
+curvature estimate keep them in float32 for such parameters.
+
+After an error in a step (the closure raises, returns a non-finite loss, or a perturbation fails half
+way) the parameters are put back block by block: every block that was moved is moved back by the
+same perturbation. Floating-point addition loses information (fl(θ + εz) is the same float for many θ),
+so without a copy of the parameters the result is their old values to within round-off, not bit for
+bit: ``|Δθ| ≤ 2·eps·(|θ| + |δθ|) + 2·tiny`` per element (see :data:`RESTORED`).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+import numbers
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
 
 import torch
 from torch.optim import optimizer as _torch_optimizer
 
+from . import state_checks as checks
 from .directions import Block, DirectionSampler, make_blocks, mix_key
 from .specs import EPS, LR, WEIGHT_DECAY, ZO_COMMON, HyperSpec
 
@@ -28,12 +43,38 @@ _POOL_SALT = 0x5EED_B0D6E7
 _DRAW_SALT = 0xD1CE
 
 
+#: Parameter dtypes the optimizers train. float16/bfloat16 updates are computed in float32.
+SUPPORTED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+#: What a zeroth-order step guarantees about the parameters after an error (message and README).
+RESTORED = ("The parameters were put back to their values before this step to within round-off, not bit "
+            "for bit: every element within 2·eps·(|θ| + |δθ|) + 2·tiny of its old value θ (δθ: its "
+            "perturbation; eps, tiny: the machine epsilon and the smallest subnormal of its dtype). An exact "
+            "copy is not kept: it would double the memory.")
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype updates are computed in: float32 for float16/bfloat16 parameters, else their own."""
+    return torch.float32 if dtype in LOW_PRECISION else dtype
+
+
+def check_dtype(p: torch.Tensor, owner: str) -> None:
+    """``ValueError`` unless ``p`` has a dtype the optimizers train."""
+    if p.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"{owner}: parameters of dtype {str(p.dtype).removeprefix('torch.')} are not supported; "
+                         "allowed: float64, float32, float16, bfloat16")
+
+
 class NonFiniteLossError(ValueError):
-    """The closure returned NaN or ±inf. The parameters are back at their values before the step."""
+    """The closure returned NaN or ±inf. The message says what became of the parameters."""
 
 
-def check_loss(loss: Any, where: str) -> torch.Tensor:
-    """Return ``loss`` as a detached 0-dim tensor, or raise ``ValueError`` saying what is wrong."""
+def check_loss(loss: Any, where: str, after: str = "") -> torch.Tensor:
+    """Return ``loss`` as a detached 0-dim tensor, or raise ``ValueError`` saying what is wrong.
+
+    ``after`` ends the message of a non-finite loss: what the caller guarantees about the parameters.
+    """
     if isinstance(loss, (int, float)) and not isinstance(loss, bool):
         loss = torch.tensor(float(loss), dtype=torch.float64)
     if not isinstance(loss, torch.Tensor):
@@ -46,8 +87,8 @@ def check_loss(loss: Any, where: str) -> torch.Tensor:
     value = float(loss)
     if not math.isfinite(value):
         raise NonFiniteLossError(
-            f"{where}: the closure returned a non-finite loss ({value}); the loss must be finite. "
-            "The parameters were restored to their values before this step."
+            f"{where}: the closure returned a non-finite loss ({value}); the loss must be finite."
+            + (f" {after}" if after else "")
         )
     return loss
 
@@ -85,6 +126,14 @@ def group_hyper(group: dict, specs: dict[str, HyperSpec], owner: str) -> None:
         group[key] = specs[key].validate(group[key], owner)
 
 
+def seed_for_step(seed: int, seed_budget: int | None, step: int) -> int:
+    """The direction seed of step ``step`` of an optimizer with this ``seed`` and ``seed_budget``."""
+    if seed_budget is None:
+        return mix_key(seed, step)
+    index = mix_key(seed, _DRAW_SALT, step) % seed_budget
+    return mix_key(seed, _POOL_SALT, index)
+
+
 class ZerothOrderOptimizer(torch.optim.Optimizer):
     """Base class of the forward-only optimizers: SPSA, seed schedule, blocks and state.
 
@@ -95,6 +144,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
     zeroth_order: ClassVar[bool] = True
     forward_passes_per_step: ClassVar[int] = 2
+    _log_length: ClassVar[int] = 2  # a step's log entry: (seed, c); HiZOO adds the curvature
     profile_hook_step = staticmethod(profile_hook_step)
     hyperparameters: ClassVar[dict[str, HyperSpec]] = {
         s.name: s for s in (LR, EPS, WEIGHT_DECAY)
@@ -145,6 +195,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
 
     def _layout(self) -> None:
+        owner = type(self).__name__
         self._params: list[torch.Tensor] = []
         self._group_of: list[dict] = []
         for group in self.param_groups:
@@ -152,26 +203,37 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
                 if not p.requires_grad:
                     continue
                 if not p.is_contiguous():
-                    raise ValueError(f"{type(self).__name__}: parameters must be contiguous tensors")
+                    raise ValueError(f"{owner}: parameters must be contiguous tensors")
+                check_dtype(p, owner)
                 self._params.append(p)
                 self._group_of.append(group)
         self._blocks: list[Block] = make_blocks(self._params, self.chunk_size)
+        # Per block: is its parameter float16/bfloat16 (update computed in float32)?
+        self._low = [self._params[bl.param].dtype in LOW_PRECISION for bl in self._blocks]
         self._buffers: dict[tuple, torch.Tensor] = {}
         self._views: dict[Block, tuple[int, torch.Tensor]] = {}  # see _view
         generated = self.generated_elements if self._samplers else 0
-        workers = self.workers or self._auto_workers()
-        self._samplers = [DirectionSampler(self.distribution) for _ in range(workers)]
-        self._samplers[0].generated_elements = generated
+        workers = self._worker_count()
         # Blocks are independent (keyed generation), so workers take contiguous runs of blocks of
         # about equal size; results do not depend on the number of workers.
         total, parts, acc = sum(bl.numel for bl in self._blocks), [[] for _ in range(workers)], 0
         for b, bl in enumerate(self._blocks):
             parts[min(workers - 1, acc * workers // max(total, 1))].append(b)
             acc += bl.numel
-        self._parts = [part for part in parts if part]
+        self._parts = [part for part in parts if part] or [[]]
+        self._samplers = [DirectionSampler(self.distribution) for _ in self._parts]
+        self._samplers[0].generated_elements = generated
         if self._pool is not None:
             self._pool.shutdown()
         self._pool = ThreadPoolExecutor(len(self._parts)) if len(self._parts) > 1 else None
+
+    def _worker_count(self) -> int:
+        """Worker threads actually used: ``workers`` (or the automatic choice), at most one per block
+        and one per CPU core. Any ``workers`` is accepted; what is allocated (a sampler, a thread and
+        three block buffers per worker) is bounded by the blocks and the cores, and results never
+        depend on it."""
+        wanted = self.workers or self._auto_workers()
+        return max(1, min(wanted, len(self._blocks), os.cpu_count() or 1))
 
     def _auto_workers(self) -> int:
         """One worker per torch CPU thread for large CPU models; one on CUDA or for small problems."""
@@ -181,16 +243,23 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             return 1
         return max(1, min(torch.get_num_threads(), len(self._blocks)))
 
-    def _for_blocks(self, fn: Callable[[int, int], None]) -> None:
-        """Call ``fn(block, worker)`` for every block, on the worker threads when there are several."""
+    def _for_blocks(self, fn: Callable[[int, int], None], only: set[int] | None = None) -> None:
+        """Call ``fn(block, worker)`` for every block (or the blocks in ``only``), on the worker threads
+        when there are several. If a call raises, every worker is waited for before it re-raises, so
+        nothing keeps changing the parameters behind the caller's back."""
         if self._pool is None:
-            for b in range(len(self._blocks)):
+            for b in (range(len(self._blocks)) if only is None else sorted(only)):
                 fn(b, 0)
             return
+        parts = self._parts if only is None else [[b for b in part if b in only] for part in self._parts]
         futures = [self._pool.submit(lambda part=part, w=w: [fn(b, w) for b in part])
-                   for w, part in enumerate(self._parts)]
-        for future in futures:
-            future.result()
+                   for w, part in enumerate(parts) if part]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:
+            wait(futures)
+            raise
 
     def _view(self, block: Block) -> torch.Tensor:
         """The parameter elements of ``block``, as a writable 1-D view.
@@ -207,10 +276,13 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         return view
 
     def _buffer(self, slot: int, b: int, w: int = 0) -> torch.Tensor:
-        """Reusable temporary ``slot`` (0: z, 1: m, 2: v) of worker ``w``, sized for block ``b``.
+        """Reusable temporary ``slot`` (0: z, 1: m, 2: v, 3: z upcast to float32) of worker ``w``, sized
+        for block ``b``.
 
         One buffer per slot, dtype, device and worker, as large as the largest block: at most
-        3 × chunk_size elements a worker, allocated once instead of a fresh tensor for every block.
+        3 × chunk_size elements a worker, allocated once instead of a fresh tensor for every block
+        (float16/bfloat16 parameters: z in their dtype plus three float32 blocks). Slot 0 has the
+        parameter's dtype, the others the dtype updates are computed in (:func:`compute_dtype`).
         The per-block views are kept too (views share the buffer's memory), as small problems take
         thousands of steps a second and a lookup is cheaper than slicing anew.
         """
@@ -219,12 +291,17 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         if view is None:
             block = self._blocks[b]
             p = self._params[block.param]
-            base_key = (slot, w, p.dtype, p.device)
+
+            def dtype_of(q: torch.Tensor) -> torch.dtype:
+                return q.dtype if slot == 0 else compute_dtype(q.dtype)
+
+            dtype = dtype_of(p)
+            base_key = (slot, w, dtype, p.device)
             buf = self._buffers.get(base_key)
             if buf is None:
-                size = max(bl.numel for bl in self._blocks if self._params[bl.param].dtype == p.dtype
+                size = max(bl.numel for bl in self._blocks if dtype_of(self._params[bl.param]) == dtype
                            and self._params[bl.param].device == p.device)
-                buf = self._buffers[base_key] = torch.empty(size, dtype=p.dtype, device=p.device)
+                buf = self._buffers[base_key] = torch.empty(size, dtype=dtype, device=p.device)
             view = self._buffers[key] = buf[:block.numel]
         return view
 
@@ -232,6 +309,11 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         """Block ``b`` of ``direction(seed)``, in worker ``w``'s z buffer (valid until its next call)."""
         out = self._buffer(0, b, w)
         return self._samplers[w].block(seed, b, out.numel(), out.dtype, out.device, out=out)
+
+    def _z32(self, seed: int, b: int, w: int = 0) -> torch.Tensor:
+        """Block ``b`` of ``direction(seed)`` (drawn in the parameter's dtype, as ``direction`` gives it)
+        upcast into worker ``w``'s float32 buffer: the z of a float16/bfloat16 block's update."""
+        return self._buffer(3, b, w).copy_(self._z(seed, b, w))
 
     # ----------------------------------------------------------------------------- seeds
     @property
@@ -243,10 +325,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
     def seed_for_step(self, step: int) -> int:
         """The direction seed of step ``step`` (0-based): a pure function of (seed, budget, step)."""
-        if self.seed_budget is None:
-            return mix_key(self.seed, step)
-        index = mix_key(self.seed, _DRAW_SALT, step) % self.seed_budget
-        return mix_key(self.seed, _POOL_SALT, index)
+        return seed_for_step(self.seed, self.seed_budget, step)
 
     def direction(self, seed: int) -> list[torch.Tensor]:
         """The direction z for ``seed``, as tensors shaped like the trainable parameters."""
@@ -272,28 +351,62 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
     # ----------------------------------------------------------------------------- SPSA
     def _evaluate(self, closure: Closure) -> torch.Tensor:
         self.forward_passes += 1
-        return check_loss(closure(), f"{type(self).__name__} step {self.steps}")
+        return check_loss(closure(), f"{type(self).__name__} step {self.steps}", RESTORED)
 
-    def _perturb(self, seed: int, scale: float) -> None:
-        """θ += scale · z(seed), block by block."""
-        self._for_blocks(lambda b, w: self._view(self._blocks[b]).add_(self._z(seed, b, w), alpha=scale))
+    def _perturb(self, seed: int, scale: float, done: list[int] | None = None,
+                 only: set[int] | None = None) -> None:
+        """θ += scale · z(seed), block by block (only the blocks in ``only``, if given); each block is
+        appended to ``done`` once it has moved."""
+        def one(b: int, w: int) -> None:
+            self._view(self._blocks[b]).add_(self._z(seed, b, w), alpha=scale)
+            if done is not None:
+                done.append(b)
+
+        self._for_blocks(one, only)
 
     def _spsa(self, closure: Closure, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """L(θ + εz) and L(θ − εz); θ is left at θ − εz. On any error θ is restored and it re-raises."""
+        """L(θ + εz) and L(θ − εz); θ is left at θ − εz.
+
+        On any error (in the closure, a non-finite loss, or a perturbation that fails half way) every
+        block is moved back by what it was moved, to within round-off (:data:`RESTORED`), and the error
+        is re-raised with a note saying so.
+        """
         eps = self.eps
-        self._perturb(seed, eps)
+        before, after, done = 0.0, eps, []  # blocks in ``done`` are at θ + after·z, the others at θ + before·z
         try:
+            self._perturb(seed, eps, done)
             loss_plus = self._evaluate(closure)
-        except BaseException:
-            self._perturb(seed, -eps)
-            raise
-        self._perturb(seed, -2 * eps)
-        try:
+            before, after, done = eps, -eps, []
+            self._perturb(seed, -2 * eps, done)
             loss_minus = self._evaluate(closure)
-        except BaseException:
-            self._perturb(seed, eps)
+        except BaseException as exc:
+            self._move_back(seed, before, after, set(done))
+            if not isinstance(exc, NonFiniteLossError):
+                exc.add_note(f"{type(self).__name__} step {self.steps}: {RESTORED}")
             raise
         return loss_plus, loss_minus
+
+    def _check_estimate(self, seed: int, c: float, loss_plus: torch.Tensor, loss_minus: torch.Tensor,
+                        what: str = "the projected gradient c = (L+ − L−)/(2ε)") -> None:
+        """Finite losses can still give a non-finite estimate (their difference overflows, or ε is tiny):
+        θ (at θ − εz) is moved back and ``NonFiniteLossError`` raised, never a step with c = ±inf/NaN."""
+        if math.isfinite(c):
+            return
+        self._perturb(seed, self.eps)
+        raise NonFiniteLossError(
+            f"{type(self).__name__} step {self.steps}: {what} is {c} (L+ = {float(loss_plus):.6g}, "
+            f"L− = {float(loss_minus):.6g}, ε = {self.eps:g}); it must be finite: lower the loss's scale or raise "
+            f"eps. {RESTORED}")
+
+    def _move_back(self, seed: int, before: float, after: float, moved: set[int]) -> None:
+        """Undo a perturbation: blocks in ``moved`` are at θ + after·z, the others at θ + before·z."""
+        if len(moved) == len(self._blocks):
+            self._perturb(seed, -after)
+            return
+        if after and moved:
+            self._perturb(seed, -after, only=moved)
+        if before:
+            self._perturb(seed, -before, only=set(range(len(self._blocks))) - moved)
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
@@ -303,6 +416,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         seed = self.seed_for_step(self.steps)
         loss_plus, loss_minus = self._spsa(closure, seed)
         c = (float(loss_plus) - float(loss_minus)) / (2 * self.eps)
+        self._check_estimate(seed, c, loss_plus, loss_minus)
         self._update(seed, c)
         self.steps += 1
         self.last_log_entry = (seed, c)
@@ -317,6 +431,16 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         its parameters and optimizer state bit for bit. This is what makes a ZO checkpoint tiny:
         the initial weights plus 16 bytes a step.
         """
+        name = type(self).__name__
+        fields = ("seed", "c", "curvature")[:self._log_length]
+        if not isinstance(entry, (tuple, list)) or len(entry) != self._log_length:
+            raise ValueError(f"{name}.replay: invalid log entry {checks.short(entry)}; allowed: a tuple "
+                             f"({', '.join(fields)})")
+        checks.history_pair(entry[:2], f"{name}.replay")
+        if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0
+               for v in entry[2:]):
+            raise ValueError(f"{name}.replay: invalid log entry {checks.short(entry)}; allowed: a finite "
+                             "curvature >= 0")
         seed, c = entry[0], entry[1]
         if seed != self.seed_for_step(self.steps):
             raise ValueError(f"{type(self).__name__}.replay: the log's step {self.steps} has seed {seed}, but this "
@@ -347,9 +471,27 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             view.mul_(1 - group["lr"] * group["weight_decay"])
         return view, group["lr"]
 
+    def _restore_decay32(self, b: int, z: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """:meth:`_restore_decay` of a float16/bfloat16 block, computed in the float32 buffer ``out``:
+        ``out`` = (θ_b + ε z_b)(1 − ηλ), the parameter itself untouched. Returns (out, lr); the caller
+        writes its update into ``out`` and copies it to the parameter (one rounding)."""
+        block = self._blocks[b]
+        out.copy_(self._view(block)).add_(z, alpha=self.eps)
+        group = self._group_of[block.param]
+        if group["weight_decay"]:
+            out.mul_(1 - group["lr"] * group["weight_decay"])
+        return out, group["lr"]
+
     def _sgd_update(self, seed: int, c: float) -> None:
         """MeZO's update fused with the restore: θ ← θ − η(c z + λθ)."""
+        low = self._low
+
         def one(b: int, w: int) -> None:
+            if low[b]:  # float16/bfloat16: computed in float32, one rounding
+                z = self._z32(seed, b, w)
+                theta, lr = self._restore_decay32(b, z, self._buffer(1, b, w))
+                self._view(self._blocks[b]).copy_(theta.add_(z.mul_(c), alpha=-lr))
+                return
             z = self._z(seed, b, w)
             view, lr = self._restore_decay(b, z)
             view.add_(z.mul_(c), alpha=-lr)
@@ -364,29 +506,142 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
         sd["zeroth_order"] = {
+            "optimizer": type(self).__name__,
             "config": self._config(),
             "steps": self.steps,
             "forward_passes": self.forward_passes,
             "history": [(int(s), float(c)) for s, c in self._history],
             "generated_elements": self.generated_elements,
+            "shapes": [list(p.shape) for p in self._params],
         }
         return sd
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Load a state from :meth:`state_dict`, after checking all of it; on any error nothing changes.
+
+        Checked: it is this optimizer class's state (its name, its settings' names) over the same
+        parameter layout (param groups of the same sizes, the same trainable shapes); every setting and
+        every group's lr and weight decay against the registry's specs; the counters are integers >= 0;
+        the history holds at most min(steps, K) (seed, c) pairs (K = 1 except AdaMeZO's horizon) with
+        finite c and exactly the seeds these settings draw at those steps; per-parameter tensors are
+        finite, parameter-shaped and in range. A ``ValueError`` names the key, the value and what is
+        allowed.
+        """
+        name = type(self).__name__
+        where = f"{name}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"{where}: expected the dict that state_dict() returns, got {checks.short(state_dict)}")
         state_dict = dict(state_dict)
-        if "zeroth_order" not in state_dict:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: not a zeroth-order optimizer's state "
-                             "(the 'zeroth_order' entry is missing)")
-        zo = state_dict.pop("zeroth_order")
-        super().load_state_dict(state_dict)
-        for key, value in zo["config"].items():
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        new = self._checked_state(state_dict, where)
+        # Everything is valid: only now does anything change.
+        for key, value in new["config"].items():
             setattr(self, key, value)
-        self.steps = zo["steps"]
-        self.forward_passes = zo["forward_passes"]
-        self._history = [(int(s), float(c)) for s, c in zo["history"]]
+        self.steps = new["steps"]
+        self.forward_passes = new["forward_passes"]
+        self._history = new["history"]
+        self.__setstate__({"state": new["state"], "param_groups": new["param_groups"]})
         self._samplers = []
         self._layout()
-        self._samplers[0].generated_elements = zo.get("generated_elements", 0)
+        self._samplers[0].generated_elements = new["generated_elements"]
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
+
+    def _checked_state(self, sd: dict[str, Any], where: str) -> dict[str, Any]:
+        """Everything :meth:`load_state_dict` assigns, checked and converted; raises ``ValueError``."""
+        name = type(self).__name__
+        if isinstance(sd, Mapping) and "first_order" in sd and "zeroth_order" not in sd:
+            raise ValueError(f"{where}: this is a first-order optimizer's state (Adam/AdamW), not {name}'s")
+        checks.keys(sd, where, "the state dict", ("state", "param_groups", "zeroth_order"))
+        zo = checks.keys(sd["zeroth_order"], where, "'zeroth_order'", ("config", "steps", "forward_passes", "history"),
+                         ("optimizer", "generated_elements", "shapes"))
+        if "optimizer" in zo and zo["optimizer"] != name:
+            raise ValueError(f"{where}: this is the state of {checks.short(zo['optimizer'])}, not of {name}; "
+                             f"allowed: a {name} state")
+        expected = set(self._config())
+        saved = zo["config"]
+        if not isinstance(saved, Mapping) or set(saved) != expected:
+            found = ", ".join(sorted(map(str, saved))) if isinstance(saved, Mapping) else checks.short(saved)
+            raise ValueError(f"{where}: the state's settings ({found}) are not {name}'s "
+                             f"({', '.join(sorted(expected))}): it is another optimizer's state")
+        specs = self.hyperparameters
+        config = {key: checks.hyper(key, value, specs, where) for key, value in saved.items()}
+        steps = checks.count(zo["steps"], where, "steps")
+        forward_passes = checks.count(zo["forward_passes"], where, "forward_passes")
+        generated = checks.count(zo.get("generated_elements", 0), where, "generated_elements")
+        history = self._checked_history(zo["history"], config, steps, where)
+        if "shapes" in zo:
+            self._check_shapes(zo["shapes"], where)
+        groups, ids = checks.groups(sd["param_groups"], self.param_groups, specs, ("lr", "weight_decay"), where)
+        entries = checks.state_entries(sd["state"], ids, where)
+        params = [p for g in self.param_groups for p in g["params"]]
+        trainable = {id(p) for p in self._params}
+        state: defaultdict[torch.Tensor, dict] = defaultdict(dict)
+        for pid, p in zip(ids, params):
+            entry = dict(entries.get(pid, {}))
+            here = f"{where}: state of parameter {pid}"
+            if id(p) not in trainable:
+                if entry:
+                    raise ValueError(f"{here}: the parameter is not trained (requires_grad=False) but has state "
+                                     f"{', '.join(map(repr, entry))}; allowed: none")
+                continue
+            checked = self._checked_param_state(p, entry, here)
+            if checked:
+                state[p] = checked
+        self._check_state_coverage(state, where)
+        return {"config": config, "steps": steps, "forward_passes": forward_passes, "history": history,
+                "generated_elements": generated, "param_groups": groups, "state": state}
+
+    def _history_cap(self, config: dict[str, Any]) -> int:
+        """The most (seed, c) pairs the history holds (AdaMeZO: its horizon)."""
+        return 1
+
+    def _checked_history(self, history: Any, config: dict[str, Any], steps: int, where: str) -> list:
+        if not isinstance(history, (list, tuple)):
+            raise ValueError(f"{where}: invalid history={checks.short(history)}; allowed: a list of (seed, c) pairs")
+        keeps = self._history_cap(config)
+        if len(history) > min(steps, keeps):
+            raise ValueError(f"{where}: the history has {len(history)} (seed, c) pairs; allowed: at most "
+                             f"{min(steps, keeps)}, the smaller of steps ({steps}) and the pairs "
+                             f"{type(self).__name__} keeps ({keeps})")
+        pairs = [checks.history_pair(pair, f"{where}: history pair {i}") for i, pair in enumerate(history)]
+        first = steps - len(pairs)
+        for i, (seed, _) in enumerate(pairs):
+            drawn = seed_for_step(config["seed"], config["seed_budget"], first + i)
+            if seed != drawn:
+                raise ValueError(f"{where}: history pair {i} has seed {seed}, but with seed={config['seed']} and "
+                                 f"seed_budget={config['seed_budget']} step {first + i} draws {drawn}; allowed: "
+                                 "the seeds of the last steps (the history does not belong to these settings)")
+        return pairs
+
+    def _check_shapes(self, shapes: Any, where: str) -> None:
+        mine = [list(p.shape) for p in self._params]
+        if (not isinstance(shapes, (list, tuple))
+                or not all(isinstance(s, (list, tuple)) and all(isinstance(n, numbers.Integral) for n in s)
+                           for s in shapes)):
+            raise ValueError(f"{where}: invalid shapes={checks.short(shapes)}; allowed: a list of parameter shapes")
+        theirs = [[int(n) for n in s] for s in shapes]
+        if theirs != mine:
+            if len(theirs) != len(mine):
+                detail = f"{len(theirs)} trainable tensors in the state, {len(mine)} here"
+            else:
+                i = next(i for i, (a, b) in enumerate(zip(theirs, mine)) if a != b)
+                detail = f"trainable tensor {i} has shape {tuple(theirs[i])} in the state, {tuple(mine[i])} here"
+            raise ValueError(f"{where}: the parameter layout differs ({detail}); allowed: the state of an "
+                             "optimizer over parameters of the same shapes, in the same order")
+
+    def _checked_param_state(self, p: torch.Tensor, entry: dict, where: str) -> dict:
+        """The checked state of one trainable parameter. MeZO and AdaMeZO keep none."""
+        if entry:
+            raise ValueError(f"{where}: {type(self).__name__} keeps no per-parameter state, but the state has "
+                             f"{', '.join(map(checks.short, entry))}; allowed: none")
+        return {}
+
+    def _check_state_coverage(self, state: dict, where: str) -> None:
+        """Checks across parameters (ZO-Adam: all have moments or none; HiZOO: all have Σ)."""
 
     def state_bytes(self) -> int:
         """Exact bytes of optimizer state: tensors in ``self.state`` plus 16 bytes per (seed, c) pair."""

@@ -9,15 +9,21 @@ Optimizer", 2024. State Σ (initialized to ones, one tensor per parameter: memor
     θ ← θ − η ( c · z / sqrt(Σ) + λ θ )
 
 α (``hessian_smooth``) = 0 keeps Σ = 1 and reduces to MeZO.
+
+float16/bfloat16 parameters: Σ is kept in float32 (its updates, α = 1e-8 times the curvature, would
+round away in float16: 4 bytes per element, as ``state_bytes`` counts), z / sqrt(Σ) is computed in
+float32 for the perturbation, and the update per block in float32 with one rounding into θ.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
 
-from .base import Closure, ZerothOrderOptimizer
+from . import state_checks as checks
+from .base import Closure, ZerothOrderOptimizer, check_loss, compute_dtype
 from .specs import HyperSpec
 
 HESSIAN_SMOOTH = HyperSpec("hessian_smooth", 1e-8, low=0.0, high=1.0, ui_low=0.0, ui_high=1e-2,
@@ -28,6 +34,7 @@ class HiZOO(ZerothOrderOptimizer):
     """Hessian-informed zeroth-order optimizer (3 forward passes a step, P floats of state)."""
 
     forward_passes_per_step = 3
+    _log_length = 3
     hyperparameters = ZerothOrderOptimizer.hyperparameters | {HESSIAN_SMOOTH.name: HESSIAN_SMOOTH}
 
     def __init__(
@@ -46,7 +53,7 @@ class HiZOO(ZerothOrderOptimizer):
         self.hessian_smooth = self.hyperparameters["hessian_smooth"].validate(hessian_smooth, "HiZOO")
         super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers)
         for p in self._params:
-            self.state[p]["hessian"] = torch.ones_like(p)
+            self.state[p]["hessian"] = torch.ones_like(p, dtype=compute_dtype(p.dtype))
 
     def _config(self) -> dict:
         return super()._config() | {"hessian_smooth": self.hessian_smooth}
@@ -55,23 +62,33 @@ class HiZOO(ZerothOrderOptimizer):
         block = self._blocks[b]
         return self.state[self._params[block.param]]["hessian"].view(-1)[block.start:block.stop]
 
-    def _perturb(self, seed: int, scale: float) -> None:
-        """θ += scale · Σ^{-1/2} z(seed)."""
-        def one(b: int, w: int) -> None:
-            self._view(self._blocks[b]).add_(self._z(seed, b, w).div_(self._sigma(b).sqrt()), alpha=scale)
+    def _perturb(self, seed: int, scale: float, done: list[int] | None = None,
+                 only: set[int] | None = None) -> None:
+        """θ += scale · Σ^{-1/2} z(seed) (z / sqrt(Σ) in float32 for float16/bfloat16 parameters)."""
+        low = self._low
 
-        self._for_blocks(one)
+        def one(b: int, w: int) -> None:
+            z = self._z32(seed, b, w) if low[b] else self._z(seed, b, w)
+            self._view(self._blocks[b]).add_(z.div_(self._sigma(b).sqrt()), alpha=scale)
+            if done is not None:
+                done.append(b)
+
+        self._for_blocks(one, only)
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
         if closure is None:
             raise ValueError("HiZOO.step needs a closure that returns the loss")
-        loss0 = self._evaluate(closure)
+        self.forward_passes += 1
+        loss0 = check_loss(closure(), f"HiZOO step {self.steps}", "The parameters were not changed.")
         seed = self.seed_for_step(self.steps)
         loss_plus, loss_minus = self._spsa(closure, seed)
         lp, lm = float(loss_plus), float(loss_minus)
         c = (lp - lm) / (2 * self.eps)
-        curvature = abs(lp + lm - 2 * float(loss0)) / (2 * self.eps**2)
+        self._check_estimate(seed, c, loss_plus, loss_minus)
+        denominator = 2 * self.eps**2  # 0 for ε below ~1e-154 (float64 underflow)
+        curvature = abs(lp + lm - 2 * float(loss0)) / denominator if denominator else math.inf
+        self._check_estimate(seed, curvature, loss_plus, loss_minus, "the curvature estimate |L+ + L− − 2 L0|/(2ε²)")
         self._apply((seed, c, curvature))
         self.steps += 1
         self.last_log_entry = (seed, c, curvature)
@@ -83,7 +100,18 @@ class HiZOO(ZerothOrderOptimizer):
         alpha = self.hessian_smooth
         self._history = [(seed, c)]
 
+        low = self._low
+
         def one(b: int, w: int) -> None:
+            if low[b]:  # float16/bfloat16: in float32, one rounding
+                z = self._z32(seed, b, w)
+                sigma = self._sigma(b)
+                theta, lr = self._restore_decay32(b, z / sigma.sqrt(), self._buffer(1, b, w))
+                if alpha:
+                    estimate = sigma * z * z
+                    sigma.mul_(1 - alpha).add_(estimate, alpha=alpha * curvature)
+                self._view(self._blocks[b]).copy_(theta.add_(z.div_(sigma.sqrt()).mul_(c), alpha=-lr))
+                return
             z = self._z(seed, b, w)
             sigma = self._sigma(b)
             view, lr = self._restore_decay(b, z / sigma.sqrt())
@@ -93,3 +121,9 @@ class HiZOO(ZerothOrderOptimizer):
             view.add_(z.div_(sigma.sqrt()).mul_(c), alpha=-lr)
 
         self._for_blocks(one)
+
+    def _checked_param_state(self, p: torch.Tensor, entry: dict, where: str) -> dict:
+        """Σ: a finite, positive tensor shaped like the parameter (float32 for low-precision ones)."""
+        checks.keys(entry, where, "the state", ("hessian",))
+        return {"hessian": checks.tensor(entry["hessian"], f"{where}: 'hessian'", p, compute_dtype(p.dtype),
+                                         p.device, low=0.0, low_open=True)}

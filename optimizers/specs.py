@@ -128,7 +128,8 @@ DISTRIBUTION = HyperSpec("distribution", "gaussian", kind="choice", choices=("ga
 
 WORKERS = HyperSpec("workers", None, kind="int", low=1, optional=True, ui_low=1, ui_high=16,
                     help="Threads that generate direction blocks (None: one per torch CPU thread for large "
-                         "CPU models); the results do not depend on it.")
+                         "CPU models; any value is capped at the blocks and the CPU cores); the results do not "
+                         "depend on it.")
 
 ZO_COMMON = {s.name: s for s in (SEED, SEED_BUDGET, CHUNK_SIZE, DISTRIBUTION, WORKERS)}
 # Knobs that change speed or memory, never the mathematics (UIs may tuck them away).
