@@ -79,7 +79,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tiny_model, tiny_task,
     assert 100 <= lines_at_kill < steps + 1, "the run must be killed mid-way"
     import torch
 
-    ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert ckpt["mode"] == mode and ckpt["step"] % 30 == 0 and ckpt["step"] < steps
 
     resumed = subprocess.run(cmd[:3] + ["--out", str(tmp_path / "killed"), "--resume", "--quiet"],
