@@ -674,7 +674,24 @@ def read_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_json(data, str(path))
 
 
+SLOT_FD_ENV = "ADAMEZO_SLOT_FD"
+"""``llm_demo.runs.start_run`` hands its run a concurrency slot (an ``flock``-ed file) as an inherited
+file descriptor and names it here; the command line closes it as soon as the run ends."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        slot = os.environ.get(SLOT_FD_ENV, "")
+        if slot.isdigit() and int(slot) > 2:  # free the slot now, not after the interpreter's (slow) teardown
+            try:
+                os.close(int(slot))
+            except OSError:
+                pass
+
+
+def _main(argv: list[str] | None) -> int:
     parser, flags = build_parser()
     args = parser.parse_args(argv)
     run_dir = Path(args.out)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -297,6 +298,32 @@ def test_llm_page_bad_input_is_an_error_not_a_traceback(tmp_path, monkeypatch):
     at.button(key="llm:start").click().run()
     no_crash(at)
     assert any("MeZO did not start" in e.value and "no such model folder" in e.value for e in at.error)
+
+
+def test_llm_page_survives_a_corrupt_metrics_line_and_a_rewritten_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(tmp_path))
+    d = fake_run(tmp_path, "torn", status="running")
+    lines = (d / "metrics.jsonl").read_text().splitlines()
+    lines[4] = lines[4][:20]  # a corrupt line in the middle
+    (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    at = open_page(LLM, {"view": "llm"})
+    no_crash(at)
+    loss, _ = charts(at)
+    assert list(loss["data"][0]["x"]) == [2 * s for s in range(1, 21) if s != 5]
+    assert any("1 unreadable line(s) of its metrics.jsonl were skipped" in c.value for c in at.caption)
+    # a resume rewrites the file shorter (steps 1-3), and it regrows past where the page had read
+    tmp = d / "metrics.jsonl.tmp"
+    tmp.write_text("\n".join(lines[:3]) + "\n")
+    os.replace(tmp, d / "metrics.jsonl")
+    with open(d / "metrics.jsonl", "a") as f:
+        for s in range(4, 41):
+            f.write(json.dumps({"step": s, "forward_passes": 2 * s, "train_loss": 0.5, "wall_time_s": 0.5 * s,
+                                "peak_memory_bytes": 1, "optimizer_state_bytes": 160}) + "\n")
+    at.run()
+    no_crash(at)
+    loss, _ = charts(at)
+    assert list(loss["data"][0]["x"]) == [2 * s for s in range(1, 41)]
+    assert not any("unreadable" in c.value for c in at.caption)
 
 
 def test_charts_load_the_plotly_js_that_plotly_ships_and_only_the_contour_takes_clicks():

@@ -1,10 +1,11 @@
-"""Hostile and careless use of the LLM demo's command line: run folders, checkpoints, records, errors.
+"""Hostile and careless use of the LLM demo: run folders, checkpoints, concurrent starts, stops, records.
 
 CLI probes run in subprocesses: what depends on being a process of its own (a crafted checkpoint, the
 folder lock, Ctrl-C, memory, a resume) is a real ``python -m llm_demo.finetune`` each; the usage errors
 run ``llm_demo.finetune.main`` one after another in one subprocess (``cli_batch``: each one is what the
 command prints and returns; an exception that escapes is printed as the interpreter would, with its
-traceback), which saves starting torch a dozen times.
+traceback), which saves starting torch a dozen times. The race starts runs from concurrent threads and
+processes.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from llm_demo import runs
 from llm_demo.finetune import RunConfig, run, truncate_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -358,3 +362,188 @@ def test_cli_usage_errors_are_one_line(done, tiny_model, tiny_task, tmp_path):
     assert json.loads((mixed / "status.json").read_text())["status"] == "failed"
     # a new run that cannot load its model writes nothing: the corrected command runs into the folder
     assert sorted(p.name for p in (tmp_path / "typo").iterdir()) == ["lock"]
+
+
+# ------------------------------------------------------------------------- 5. concurrent starts, stops
+@pytest.fixture
+def root(tmp_path):
+    """A runs folder whose run processes are all killed at the end of the test, whatever happened."""
+    root = tmp_path / "runs"
+    yield root
+    for info in runs.list_runs(root):
+        if info.pid and runs._alive(info.pid):
+            os.kill(info.pid, signal.SIGKILL)
+
+
+def test_concurrent_starts_never_exceed_the_limit_and_kill_9_frees_a_slot(tiny_model, tiny_task, root):
+    kw = {"model": str(tiny_model), "data": str(tiny_task), "runs_dir": root, "device": "cpu", "steps": 10**6,
+          "eval_every": 10**6, "batch_size": 2}
+    limit_msg = "2 runs are already running on the CPU (the limit is 2); wait for one to finish or stop one first"
+    # six threads of one server at once
+    barrier, results = threading.Barrier(6), [None] * 6
+
+    def start(i):
+        barrier.wait()
+        try:
+            results[i] = runs.start_run("mezo", name=f"thread{i}", **kw)
+        except ValueError as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    started = [r for r in results if isinstance(r, runs.RunInfo)]
+    assert len(started) == 2, results
+    assert [str(r) for r in results if isinstance(r, ValueError)] == [limit_msg] * 4
+    assert runs.slots_in_use(root, "cpu", 2) == 2
+    for r in started:
+        os.kill(r.pid, signal.SIGKILL)
+    wait_for(lambda: runs.slots_in_use(root, "cpu", 2) == 0)
+
+    # four server processes at once (default names: two starts in the same second get distinct folders)
+    go = time.time() + 4
+    script = textwrap.dedent(f"""
+        import json, sys, time
+        from llm_demo import runs
+        kw = json.loads(sys.argv[1])
+        time.sleep(max(0.0, {go!r} - time.time()))
+        try:
+            print(runs.start_run("mezo", **kw).pid)
+        except ValueError as e:
+            print("refused:", e)
+    """)
+    starters = [subprocess.Popen([sys.executable, "-c", script, json.dumps(kw | {"runs_dir": str(root)})], cwd=ROOT,
+                                 stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=60)[0].strip() for p in starters]
+    pids = [int(o) for o in outs if o.isdigit()]
+    assert len(pids) == 2, outs
+    assert sorted(o for o in outs if not o.isdigit()) == [f"refused: {limit_msg}"] * 2
+    names = [r.name for r in runs.list_runs(root) if r.pid in pids]
+    assert len(set(names)) == 2
+    os.kill(pids[0], signal.SIGKILL)  # a slot is freed by the kernel, whatever killed the run
+    wait_for(lambda: runs.slots_in_use(root, "cpu", 2) == 1)
+    third = runs.start_run("mezo", name="after-kill", **kw)
+    assert third.status == "running" and runs.slots_in_use(root, "cpu", 2) == 2
+    with pytest.raises(ValueError, match="the limit is 2"):
+        runs.start_run("mezo", name="one-too-many", **kw)
+
+
+def test_cuda_runs_have_a_limit_per_device(tmp_path, tiny_model, tiny_task):
+    assert runs.device_slot("cpu") == ("cpu", 2)
+    assert runs.device_slot("cuda:1") == ("cuda1", 2) and runs.device_slot("cuda:0")[0] == "cuda0"
+    held = [runs.acquire_slot(tmp_path, "cuda0", 2) for _ in range(2)]
+    assert all(isinstance(fd, int) for fd in held)
+    assert runs.acquire_slot(tmp_path, "cuda0", 2, tries=1) is None
+    assert runs.slots_in_use(tmp_path, "cuda0", 2) == 2 and runs.slots_in_use(tmp_path, "cuda1", 2) == 0
+    fd = runs.acquire_slot(tmp_path, "cuda1", 2)  # another device, its own slots
+    assert fd is not None
+    os.close(held.pop())
+    again = runs.acquire_slot(tmp_path, "cuda0", 2)
+    assert again is not None
+    for x in held + [fd, again]:
+        os.close(x)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device 'cuda' was asked for, but CUDA is not available here"):
+            runs.start_run("mezo", steps=5, device="cuda", model=str(tiny_model), data=str(tiny_task),
+                           runs_dir=tmp_path)
+
+
+def test_only_the_starting_session_stops_a_run_and_only_its_own_process(tiny_model, tiny_task, root):
+    kw = {"model": str(tiny_model), "data": str(tiny_task), "runs_dir": root, "device": "cpu", "batch_size": 2,
+          "eval_every": 10**6}
+    r = runs.start_run("mezo", steps=10**6, name="mine", **kw)
+    assert isinstance(r.token, str) and len(r.token) >= 32
+    assert (r.path / "owner").read_text() != r.token  # only its hash is stored
+    wait_for(lambda: len(runs.read_records(r.path).records) > 2)
+    for guess in ("", "guess", None, (r.path / "owner").read_text()):
+        with pytest.raises(ValueError, match="run 'mine' can only be stopped by the session that started it"):
+            runs.stop_run(r.path, guess)
+    # a folder that names this run's pid (or any pid) does not get it signalled
+    forged = root / "forged"
+    forged.mkdir()
+    (forged / "config.json").write_text((r.path / "config.json").read_text())
+    (forged / "owner").write_text(runs._token_digest("known"))
+    (forged / "pid").write_text(str(r.pid))
+    assert runs.stop_run(forged, "known") is False
+    n = len(runs.read_records(r.path).records)
+    wait_for(lambda: len(runs.read_records(r.path).records) > n + 2)
+    assert runs.run_info(r.path).status == "running"
+    assert runs.stop_run(r.path, r.token) is True
+    info = wait_for(lambda: (i := runs.run_info(r.path)).status != "running" and i)
+    assert info.status == "stopped" and (r.path / "checkpoint.pt").exists()
+
+
+# ------------------------------------------------------------------------- 6. the page's record reader
+def test_read_records_skips_bad_lines_and_restarts_on_a_rewritten_file(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [_rec(s) for s in range(5)] + ["{not json", _rec(5), "[1, 2]", '{"step": "x"}', "\xff\xfe", _rec(6)]
+    path.write_text("\n".join(lines) + "\n" + _rec(7)[:10])  # the last line is still being written
+    got = runs.read_records(tmp_path)
+    assert [r["step"] for r in got.records] == [0, 1, 2, 3, 4, 5, 6] and got.skipped == 4 and not got.restarted
+    assert got.cursor.offset == path.read_bytes().rindex(b"\n") + 1
+    with open(path, "a") as f:
+        f.write(_rec(7)[10:] + "\n")
+    more = runs.read_records(tmp_path, got.cursor)
+    assert [r["step"] for r in more.records] == [7] and not more.restarted
+
+    # a resume rewrites the file shorter (new inode), then it regrows past the reader's offset
+    tmp = tmp_path / "metrics.jsonl.tmp"
+    tmp.write_text("\n".join(_rec(s, loss=0.25) for s in range(3)) + "\n")
+    os.replace(tmp, path)
+    with open(path, "a") as f:
+        f.write("".join(_rec(s, loss=0.25) + "\n" for s in range(3, 30)))
+    assert path.stat().st_size > more.cursor.offset
+    again = runs.read_records(tmp_path, more.cursor)
+    assert again.restarted and [r["step"] for r in again.records] == list(range(30))
+    assert {r["train_loss"] for r in again.records} == {0.25}
+
+    # the same file cut in place (same inode), shorter than the offset, or regrown with other content
+    path.write_text(_rec(0) + "\n")
+    cut = runs.read_records(tmp_path, again.cursor)
+    assert cut.restarted and [r["step"] for r in cut.records] == [0]
+    path.write_text("".join(_rec(s, loss=0.125) + "\n" for s in range(40)))
+    regrown = runs.read_records(tmp_path, again.cursor)
+    assert regrown.restarted and len(regrown.records) == 40
+    path.unlink()
+    gone = runs.read_records(tmp_path, regrown.cursor)
+    assert gone == ([], runs.Cursor(), True, 0)
+
+
+def test_run_info_survives_hostile_run_files(tmp_path):
+    d = tmp_path / "odd"
+    d.mkdir()
+    (d / "started").touch()
+    (d / "config.json").write_text('["not", "an", "object"]')
+    (d / "status.json").write_text("42")
+    (d / "pid").write_text("-1")
+    info = runs.run_info(d)
+    assert info.config == {} and info.pid is None and info.steps == 0 and info.progress == 0.0
+    (d / "config.json").write_text('{"steps": "many", "device": 7}')
+    (d / "status.json").write_text('{"status": {"x": 1}, "error": 7}')
+    info = runs.run_info(d)
+    assert info.steps == 0 and info.status == "running" and info.error == "7"
+    assert runs.count_running(tmp_path, "cpu") == 1
+    assert [r.name for r in runs.list_runs(tmp_path)] == ["odd"]
+
+
+def test_a_run_process_is_recognised_by_its_own_folder_only(tmp_path):
+    """``--out=DIR`` and argparse's prefix ``--ou DIR`` name the folder too; a relative one is read from the
+    process's working directory. (A sleeper with a fine-tune's arguments stands in for one.)"""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for args in (["--out", "a"], ["--out=a"], ["--ou", "a"], ["--quiet", "--ou=./a"]):
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "llm_demo.finetune", *args],
+                                cwd=tmp_path)
+        try:
+            wait_for(lambda: b"llm_demo.finetune" in Path(f"/proc/{proc.pid}/cmdline").read_bytes(), 10)
+            assert runs._alive(proc.pid, tmp_path / "a") and runs._alive(proc.pid)
+            assert not runs._alive(proc.pid, tmp_path / "b") and not runs._alive(os.getpid(), tmp_path / "a")
+            (tmp_path / "a" / "pid").write_text(str(proc.pid))
+            (tmp_path / "b" / "pid").write_text(str(proc.pid))
+            assert runs.run_info(tmp_path / "a").status == "running"
+            assert runs.run_info(tmp_path / "b").status == "failed"
+        finally:
+            proc.kill()
+            proc.wait()
