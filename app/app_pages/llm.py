@@ -1,8 +1,9 @@
 """LLM fine-tune: start runs in the background, watch them live, stop them; reloads find them again.
 
 Runs are ``python -m llm_demo.finetune`` subprocesses started by ``llm_demo.runs.start_run``; this
-page only reads their run folders (``metrics.jsonl``), so a run outlives the browser tab. A run can be
-stopped from the session that started it (its stop token lives in the session state).
+page only reads their run folders (``metrics.jsonl``), so a run outlives the browser tab. The model and
+task paths of a link are checked by ``llm_demo.paths`` (the bundled assets and the operator's roots only);
+a run can be stopped from the session that started it (its stop token lives in the session state).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from app import chart, controls, state
 from app import figures as F
 
 try:
+    from llm_demo import paths as P
     from llm_demo import runs as R
     from llm_demo.finetune import DEMO_DEFAULTS
     from llm_demo.tasks import BUNDLED_MODEL, BUNDLED_TASK
@@ -61,12 +63,17 @@ def url_fields(all_fields, values):
 
 def start_runs(values: dict) -> list[str]:
     """Start one run per chosen optimizer; return one message per run that could not start."""
+    try:  # only the bundled assets and the operator's roots; the same answer whether a path exists or not
+        model = P.check_app_path(values["model"], "model", P.app_roots("model"))
+        data = P.check_app_path(values["data"], "data", P.app_roots("data"))
+    except ValueError as exc:
+        return [f"No run started: {exc}"]
     problems = []
     for name in values["opts"]:
         hyper = {k: values[f"{name}.{k}"] for k in state.optimizer_specs(name)}
         try:
-            info = R.start_run(name, steps=int(values["steps"]), hyper=hyper, model=values["model"] or None,
-                               data=values["data"] or None, device=values["device"], seed=int(values["seed"]),
+            info = R.start_run(name, steps=int(values["steps"]), hyper=hyper, model=model, data=data,
+                               device=values["device"], seed=int(values["seed"]),
                                batch_size=int(values["batch"]), eval_every=int(values["eval_every"]),
                                runs_dir=runs_dir())
             st.session_state.setdefault("llm:mine", []).append(info.name)

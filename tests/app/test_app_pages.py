@@ -292,12 +292,36 @@ def test_llm_page_finds_runs_and_shows_counters_and_charts(tmp_path, monkeypatch
 
 def test_llm_page_bad_input_is_an_error_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("ADAMEZO_MODEL_ROOTS", str(tmp_path))  # inside an allowed root, the page says what is wrong
     at = open_page(LLM, {"view": "llm", "model": str(tmp_path / "missing-model"), "opts": "mezo", "steps": "0"})
     no_crash(at)
     assert any("steps='0' is out of range" in w.value for w in at.warning)
     at.button(key="llm:start").click().run()
     no_crash(at)
     assert any("MeZO did not start" in e.value and "no such model folder" in e.value for e in at.error)
+
+
+def test_llm_page_reads_no_path_outside_the_allowed_roots_and_does_not_say_what_exists(tmp_path, monkeypatch):
+    runs_dir = tmp_path / "runs"
+    monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(runs_dir))
+    monkeypatch.delenv("ADAMEZO_MODEL_ROOTS", raising=False)
+    monkeypatch.delenv("ADAMEZO_DATA_ROOTS", raising=False)
+    seen = {}
+    for link in ({"model": "/etc"}, {"model": "/no/such/folder"}, {"data": "/etc/passwd"},
+                 {"data": "/no/such/file.jsonl"}, {"model": "assets/../../../../etc"}):
+        at = open_page(LLM, {"view": "llm", "opts": "mezo", "steps": "5"} | link)
+        at.button(key="llm:start").click().run()
+        no_crash(at)
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1, errors
+        seen[json.dumps(link)] = errors[0]
+        assert "passwd" not in errors[0] and "/etc" not in errors[0] and "/no/such" not in errors[0]
+    kinds = {k: v for k, v in seen.items() if '"model"' in k}
+    assert len(set(kinds.values())) == 1 and len(set(seen.values())) == 2
+    assert next(iter(kinds.values())) == (
+        "No run started: this model folder is not one the app may read; allowed: empty for the bundled one, or a "
+        "path under the folders the server's operator lists in the ADAMEZO_MODEL_ROOTS setting (none are listed)")
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
 
 
 def test_llm_page_survives_a_corrupt_metrics_line_and_a_rewritten_file(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Hostile and careless use of the LLM demo: run folders, checkpoints, concurrent starts, stops, records.
+"""Hostile and careless use of the LLM demo: run folders, checkpoints, concurrent starts, stops, paths, records.
 
 CLI probes run in subprocesses: what depends on being a process of its own (a crafted checkpoint, the
 folder lock, Ctrl-C, memory, a resume) is a real ``python -m llm_demo.finetune`` each; the usage errors
@@ -27,6 +27,7 @@ import torch
 
 from llm_demo import runs
 from llm_demo.finetune import RunConfig, run, truncate_metrics
+from llm_demo.tasks import BUNDLED_MODEL, BUNDLED_TASK
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "llm_demo.finetune"]
@@ -547,3 +548,35 @@ def test_a_run_process_is_recognised_by_its_own_folder_only(tmp_path):
         finally:
             proc.kill()
             proc.wait()
+
+
+# ------------------------------------------------------------------------- 8. paths from a link
+def test_app_paths_are_the_bundled_assets_and_the_operators_roots(tmp_path):
+    from llm_demo import paths
+
+    allowed, secret = tmp_path / "models", tmp_path / "secret"
+    (allowed / "m").mkdir(parents=True)
+    secret.mkdir()
+    (allowed / "escape").symlink_to(secret)
+    (allowed / "etc").symlink_to("/etc")
+    env = {"ADAMEZO_MODEL_ROOTS": f"{allowed}{os.pathsep}{os.pathsep}{tmp_path / 'missing-root'}"}
+    roots = paths.app_roots("model", env)
+    assert roots == [BUNDLED_MODEL.resolve(), allowed.resolve(), (tmp_path / "missing-root").resolve()]
+    assert paths.app_roots("data", {})[0] == BUNDLED_TASK.resolve() and len(paths.app_roots("data", {})) == 1
+    assert paths.check_app_path("", "model", roots) is None
+    assert paths.check_app_path(str(BUNDLED_MODEL), "model", roots) == BUNDLED_MODEL.resolve()
+    assert paths.check_app_path(str(allowed / "m"), "model", roots) == (allowed / "m").resolve()
+    assert paths.check_app_path(str(allowed / "not-yet"), "model", roots) == (allowed / "not-yet").resolve()
+    refused = ["/etc", "/etc/passwd", "/no/such/dir", str(allowed / ".." / "secret"), str(allowed / "escape"),
+               str(allowed / "etc" / "passwd"), str(allowed) + "-sibling", "bad\x00path", str(BUNDLED_TASK)]
+    messages = set()
+    for text in refused:
+        with pytest.raises(ValueError) as e:
+            paths.check_app_path(text, "model", roots)
+        messages.add(str(e.value))
+        assert "passwd" not in str(e.value) and "secret" not in str(e.value)
+    assert messages == {f"this model folder is not one the app may read; allowed: empty for the bundled one, or a path "
+                        f"under the folders in the server's ADAMEZO_MODEL_ROOTS setting ({allowed.resolve()}, "
+                        f"{(tmp_path / 'missing-root').resolve()})"}
+    with pytest.raises(ValueError, match=r"task file or folder is not one the app may read.*none are listed"):
+        paths.check_app_path("/etc/passwd", "data", paths.app_roots("data", {}))
