@@ -42,7 +42,7 @@ def finetune(runs_dir: Path, name: str, optimizer: str, steps: int, *extra: str)
 
     if not done():
         cmd = [sys.executable, "-m", "llm_demo.finetune", "--optimizer", optimizer, "--steps", str(steps),
-               "--out", str(out), "--quiet", *extra]
+               "--out", str(out), "--quiet", "--overwrite", *extra]  # a run left unfinished starts again
         print("  $", " ".join(cmd[1:]), file=sys.stderr, flush=True)
         subprocess.run(cmd, stdout=subprocess.DEVNULL)
         if not done():

@@ -2,7 +2,7 @@
 
     python -m llm_demo.finetune --optimizer adamezo --steps 400 --out runs/NAME
         [--model DIR] [--data FILE.jsonl|DIR] [--device auto|cpu|cuda] [--dtype float32|float16|bfloat16]
-        [--seed N] [--batch-size 16] [--eval-every 50] [--checkpoint-every 50] [--resume]
+        [--seed N] [--batch-size 16] [--eval-every 50] [--checkpoint-every 50] [--resume | --overwrite]
         [--<hyperparameter> VALUE ...]          # flags generated from the optimizer registry
 
 The bundled tiny OPT and sentiment task are the defaults. ``train()`` is a generator of records
@@ -16,15 +16,26 @@ whichever is smaller: for a zeroth-order optimizer, the (seed, c) log of every s
 the initial weights are the model folder, checked by hash), replayed bit for bit on ``--resume``;
 otherwise the trained weights and the optimizer state. A run killed at any point resumes from its
 last checkpoint and produces the same records and weights as a run that was never interrupted.
+
+A run folder belongs to one run: a new run into a folder that holds files is refused unless
+``--overwrite`` is given (which deletes the run files first); the process holds a lock on the folder
+(``lock``, ``flock``) for its lifetime, so a second process is refused; ``--resume`` loads the
+checkpoint with ``torch.load(weights_only=True)`` (no code runs from it), checks its structure and that
+it was written for the run's configuration (a hash of ``config.json``). Ctrl-C and SIGTERM stop after
+the current step with a checkpoint. Every refusal is one line on stderr: exit code 2 for a usage error
+(a bad setting, file or folder), 1 for a failure while running, 128 + the signal number after a stop.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import json
 import math
 import os
+import pickle
+import re
 import resource
 import signal
 import sys
@@ -59,6 +70,13 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 STATUS = "status.json"
+PID = "pid"
+LOCK = "lock"  # flock-ed by the process that runs in the folder, for its lifetime; holds its pid
+# What a run folder may hold (runs.py adds started, log.txt and owner for the runs it starts);
+# --overwrite deletes these (and their .tmp files) and nothing else.
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, STATUS, PID, "log.txt", "started", "owner")
+SEED_MAX = 2**63 - 1  # the optimizers' seed range (torch generators take 64-bit seeds)
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:[0-9]{1,4})$")
 
 
 @dataclass
@@ -81,16 +99,25 @@ class RunConfig:
     threads: int = 0  # 0: one thread for models under 20 M parameters on the CPU, else torch's default
 
     def validate(self) -> RunConfig:
+        for name in ("optimizer", "model", "data", "device", "dtype"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"invalid {name}={getattr(self, name)!r:.100}; allowed: a string")
         entry = get_entry(self.optimizer)
-        for name, low in (("steps", 1), ("batch_size", 1), ("eval_every", 1), ("checkpoint_every", 1),
-                          ("max_length", 2), ("seed", 0), ("eval_examples", 0), ("threads", 0)):
+        for name, low, high in (("steps", 1, None), ("batch_size", 1, None), ("eval_every", 1, None),
+                                ("checkpoint_every", 1, None), ("max_length", 2, None), ("seed", 0, SEED_MAX),
+                                ("eval_examples", 0, None), ("threads", 0, 1024)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"invalid {name}={value!r}; allowed: an integer >= {low}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"invalid device={self.device!r}; allowed: 'auto', 'cpu', 'cuda'")
+            if (isinstance(value, bool) or not isinstance(value, int) or value < low
+                    or (high is not None and value > high)):
+                allowed = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+                raise ValueError(f"invalid {name}={value!r:.100}; allowed: {allowed}")
+        if not _DEVICE.match(self.device):
+            raise ValueError(f"invalid device={self.device!r:.100}; allowed: 'auto', 'cpu', 'cuda' or 'cuda:N' "
+                             "(N the index of a CUDA device)")
         if self.dtype not in ("float32", "float16", "bfloat16"):
-            raise ValueError(f"invalid dtype={self.dtype!r}; allowed: 'float32', 'float16', 'bfloat16'")
+            raise ValueError(f"invalid dtype={self.dtype!r:.100}; allowed: 'float32', 'float16', 'bfloat16'")
+        if not isinstance(self.hyper, dict) or not all(isinstance(k, str) for k in self.hyper):
+            raise ValueError(f"invalid hyper={self.hyper!r:.100}; allowed: an object of hyperparameter values")
         unknown = sorted(set(self.hyper) - set(entry.specs))
         if unknown:
             raise ValueError(f"{entry.title} has no hyperparameter {', '.join(map(repr, unknown))}; "
@@ -98,6 +125,21 @@ class RunConfig:
         for name, value in self.hyper.items():
             entry.specs[name].validate(value, entry.title)
         return self
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> RunConfig:
+        """A validated config from a parsed ``config.json``; ``ValueError`` naming ``where`` otherwise."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a JSON object of run settings, got {type(data).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"{where}: unknown setting {', '.join(repr(k)[:60] for k in unknown[:5])}; "
+                             f"allowed: {', '.join(known)}")
+        try:
+            return cls(**data).validate()
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
 
     def optimizer_hyper(self) -> dict[str, Any]:
         """The demo defaults for this optimizer, overridden by the run's own hyperparameters."""
@@ -129,6 +171,83 @@ def model_fingerprint(model_dir: str) -> str:
     return h.hexdigest()
 
 
+def config_hash(config: RunConfig | dict[str, Any]) -> str:
+    """sha256 of the run's settings (canonical JSON): a checkpoint records the run it belongs to."""
+    values = asdict(config) if isinstance(config, RunConfig) else config
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:200]}" if text else type(e).__name__
+
+
+def load_checkpoint(path: Path, config: RunConfig) -> dict[str, Any]:
+    """Load and check ``checkpoint.pt`` for the run ``config``; never runs code from the file.
+
+    ``torch.load(weights_only=True)`` unpickles tensors and plain containers only. The structure is
+    checked (mode, step within the run, a log entry per zeroth-order step, weights as tensors) and the
+    checkpoint must have been written for ``config`` (its ``config_hash``). ``ValueError`` otherwise.
+    """
+    again = "start the run again with --overwrite, or choose another --out"
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"{path}: refused: the checkpoint holds objects other than tensors and plain values, "
+                         f"and loading it could run code; {again}") from None
+    except Exception as e:  # noqa: BLE001 - truncated zip, not a torch file, a folder, ...
+        raise ValueError(f"{path}: not a readable checkpoint ({_first_line(e)}); {again}") from None
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{path}: malformed checkpoint ({why}); {again}")
+
+    if not isinstance(ckpt, dict):
+        raise bad(f"a {type(ckpt).__name__}, not a dictionary")
+    saved = ckpt.get("config_hash")
+    if saved is None and not isinstance(ckpt.get("config"), dict):
+        raise bad("it does not say which run it belongs to (no config_hash)")
+    if saved is None:  # written before config_hash existed
+        saved = config_hash(ckpt["config"])
+    if saved != config_hash(config):
+        old = ckpt.get("config") if isinstance(ckpt.get("config"), dict) else {}
+        new = asdict(config)
+        differ = [k for k in new if old.get(k, None) != new[k]] if old else []
+        detail = f" (its settings differ in: {', '.join(differ)})" if differ else ""
+        raise ValueError(f"{path}: this checkpoint belongs to another run{detail}, so it cannot be resumed "
+                         f"with this folder's {CONFIG}; {again}")
+    mode, step, log = ckpt.get("mode"), ckpt.get("step"), ckpt.get("log")
+    if mode not in ("replay", "weights"):
+        raise bad(f"mode {mode!r:.40}; allowed: 'replay' or 'weights'")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= config.steps:
+        raise bad(f"step {step!r:.40}; allowed: an integer from 0 to {config.steps}")
+    wall = ckpt.get("wall_time_s")
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not math.isfinite(wall) or wall < 0:
+        raise bad(f"wall_time_s {wall!r:.40}; allowed: a number >= 0")
+    if not isinstance(log, list) or not all(
+            isinstance(e, (list, tuple)) and len(e) >= 2 and isinstance(e[0], int) and not isinstance(e[0], bool)
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in e[1:]) for e in log):
+        raise bad("the log must be a list of (seed, c, ...) numbers")
+    if get_entry(config.optimizer).zeroth_order and len(log) != step:
+        raise bad(f"{len(log)} log entries for {step} steps")
+    if mode == "replay" and not isinstance(ckpt.get("model_fingerprint"), str):
+        raise bad("no model fingerprint")
+    if mode == "weights" and not (isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("optimizer"), dict)
+                                  and all(isinstance(v, torch.Tensor) for v in ckpt["model"].values())):
+        raise bad("the weights must be a dictionary of tensors, with the optimizer's state")
+    return ckpt
+
+
+def check_device(device: str) -> torch.device:
+    """The torch device for a validated ``device`` setting; ``ValueError`` if this machine does not have it."""
+    resolved = resolve_device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but CUDA is not available here; use --device cpu or auto")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: there is no such CUDA device here; allowed: cuda:0 to "
+                         f"cuda:{torch.cuda.device_count() - 1}")
+    return resolved
+
+
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save to a temporary file, then rename: a kill leaves the old checkpoint or the new one."""
     tmp = path.with_name(path.name + ".tmp")
@@ -142,9 +261,7 @@ class Trainer:
     def __init__(self, config: RunConfig, run_dir: Path | None = None) -> None:
         self.config = config.validate()
         self.run_dir = run_dir
-        self.device = resolve_device(config.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for, but CUDA is not available here; use --device cpu or auto")
+        self.device = check_device(config.device)
         if config.dtype != "float32":
             warnings.warn(f"training in {config.dtype}: the perturb/restore round-off of zeroth-order methods "
                           "grows in half precision, and their loss differences may drown in it", stacklevel=2)
@@ -177,7 +294,7 @@ class Trainer:
     def checkpoint(self) -> dict[str, Any]:
         """What is needed to resume at ``self.step``: the ZO log or the weights, whichever is smaller."""
         ckpt: dict[str, Any] = {"step": self.step, "wall_time_s": self.wall_time,
-                                "config": asdict(self.config)}
+                                "config": asdict(self.config), "config_hash": config_hash(self.config)}
         log_bytes = 8 * sum(len(e) for e in self.log)
         if self.entry.zeroth_order and log_bytes <= self.weights_bytes():
             ckpt["mode"] = "replay"
@@ -191,16 +308,21 @@ class Trainer:
         return ckpt
 
     def restore(self, ckpt: dict[str, Any]) -> None:
-        """Bring a freshly built trainer to the checkpoint's step."""
+        """Bring a freshly built trainer to the checkpoint's step (checked by ``load_checkpoint``)."""
         if ckpt["mode"] == "replay":
             if ckpt["model_fingerprint"] != model_fingerprint(self.config.model):
                 raise ValueError(f"{self.config.model}: the model files changed since the run started, so its "
                                  "log cannot be replayed; start a new run")
-            for entry in ckpt["log"]:
-                self.optimizer.replay(tuple(entry))
-        else:
-            self.model.load_state_dict(ckpt["model"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            if ckpt["mode"] == "replay":
+                for entry in ckpt["log"]:
+                    self.optimizer.replay(tuple(entry))
+            else:
+                self.model.load_state_dict(ckpt["model"])
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise ValueError(f"the checkpoint does not fit this model and optimizer ({_first_line(e)}); "
+                             "start the run again with --overwrite") from None
         self.log = [tuple(e) for e in ckpt["log"]]
         self.step = ckpt["step"]
         self.wall_time = ckpt["wall_time_s"]
@@ -266,83 +388,220 @@ def write_status(run_dir: Path, status: str, **extra: Any) -> None:
     os.replace(tmp, run_dir / STATUS)
 
 
-def truncate_metrics(path: Path, last_step: int) -> None:
-    """Keep the records up to ``last_step`` (and drop a torn last line): they will be produced again."""
+def _try_status(run_dir: Path, status: str, **extra: Any) -> None:
+    """write_status on a failure path: a full disk must not hide the error being reported."""
+    try:
+        write_status(run_dir, status, **extra)
+    except OSError:
+        pass
+
+
+@dataclass
+class MetricsRepair:
+    """What ``truncate_metrics`` kept and dropped."""
+
+    kept: int
+    bad_lines: list[int]  # line numbers (1-based) of complete lines that were not a readable record
+    missing_steps: list[int]  # steps up to the checkpoint with no record left
+
+
+def _record_step(line: bytes) -> int | None:
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) and step >= 0 else None
+
+
+def truncate_metrics(path: Path, last_step: int) -> MetricsRepair:
+    """Keep every readable record up to ``last_step``: the records after it will be produced again.
+
+    A line that is not a readable record (a corrupt line, a torn last line after a kill, a record out
+    of step order) is dropped and the others are kept; the caller reports the dropped lines and the
+    steps left without a record. Reads line by line (bounded lines), writes a new file atomically.
+    """
     if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            break
-        if record["step"] > last_step:
-            break
-        kept.append(line + "\n")
+        return MetricsRepair(0, [], list(range(last_step + 1)))
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
+    steps: list[int] = []
+    bad: list[int] = []
+    with open(path, "rb") as f, open(tmp, "wb") as out:
+        number = 0
+        while line := f.readline(1 << 20):
+            number += 1
+            complete = line.endswith(b"\n")
+            if not complete and (more := f.readline(1 << 20)):  # over 1 MiB: no record of ours; skip it
+                while more and not more.endswith(b"\n"):
+                    more = f.readline(1 << 20)
+                line, complete = b"", bool(more)
+            step = _record_step(line) if line else None
+            if step is not None and step > last_step:
+                break
+            if step is None or (steps and step <= steps[-1]):
+                if complete:  # a torn last line is the normal trace of a kill, not worth a word
+                    bad.append(number)
+                continue
+            out.write(line if complete else line + b"\n")
+            steps.append(step)
     os.replace(tmp, path)
+    missing = sorted(set(range(last_step + 1)) - set(steps))
+    return MetricsRepair(len(steps), bad, missing)
 
 
-def run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def _ranges(numbers: list[int], limit: int = 8) -> str:
+    shown = ", ".join(map(str, numbers[:limit]))
+    return shown + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+
+
+def _claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> int:
+    """Create ``run_dir`` if needed and lock it for this process; returns the lock's file descriptor.
+
+    The lock (``flock`` on ``run_dir/lock``) is released by the kernel when the process ends, however it
+    ends. A new run (not ``resume``) needs an empty folder, or ``overwrite``, which deletes the run files.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir}: this is a file; --out must be a folder (it is created if missing)")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise ValueError(f"--out {run_dir}: cannot create the run folder or write in it "
+                         f"({e.strerror or type(e).__name__}); choose a folder you can write to") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise ValueError(f"--out {run_dir}: another process runs in this folder (pid {holder or 'unknown'}); "
+                         "wait for it to end or stop it, or choose another --out") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        if not resume:
+            present = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
+            if present and not overwrite:
+                ours = [n for n in present if n.removesuffix(".tmp") in RUN_FILES]
+                what = "a run" if ours else "other files"
+                raise ValueError(f"--out {run_dir}: this folder already holds {what} ({', '.join(present[:4])}"
+                                 f"{', ...' if len(present) > 4 else ''}); pass --resume to continue it, --overwrite "
+                                 "to replace it, or choose another --out")
+            if overwrite:
+                for name in RUN_FILES:
+                    for victim in (run_dir / name, run_dir / (name + ".tmp")):
+                        victim.unlink(missing_ok=True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def run(config: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True,
+        overwrite: bool = False) -> dict[str, Any]:
     """Train into ``run_dir`` (config.json, metrics.jsonl, checkpoint.pt, status.json); returns the last record."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    return _run(config, run_dir, resume, progress, overwrite)[0]
+
+
+def _run(config: RunConfig, run_dir: Path, resume: bool, progress: bool,
+         overwrite: bool) -> tuple[dict[str, Any], int | None, int]:
+    """``run``, the number of the signal that stopped it early (SIGTERM, SIGINT) if one did, and the step."""
+    config.validate()
+    check_device(config.device)
+    lock = _claim_run_dir(run_dir, resume, overwrite)
     stop = threading.Event()
+    stopped_by: list[int] = []
 
-    def on_term(signum, frame):  # the app's stop button: finish the step, checkpoint, stop
+    def on_signal(signum, frame):  # the app's stop button, or Ctrl-C: finish the step, checkpoint, stop
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt  # a second Ctrl-C: quit at once
+        stopped_by.append(signum)
         stop.set()
+        if signum == signal.SIGINT and progress:  # on a terminal: say that it was heard
+            print("\nstopping after this step with a checkpoint (Ctrl-C again to quit at once)", file=sys.stderr)
 
+    handled = (signal.SIGTERM, signal.SIGINT)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # before the model loads: a stop then is a stop
+        previous = {s: signal.signal(s, on_signal) for s in handled}
     trainer = None
-    previous = signal.signal(signal.SIGTERM, on_term)  # before the model loads: a stop then is a stop too
-    (run_dir / "pid").write_text(str(os.getpid()))
-    write_status(run_dir, "running", pid=os.getpid())
-    try:
-        trainer = Trainer(config, run_dir)
-    except BaseException as e:
-        signal.signal(signal.SIGTERM, previous)
-        write_status(run_dir, "failed", step=0, error=f"{type(e).__name__}: {e}")
-        raise
-    metrics = run_dir / METRICS
-    if resume and (run_dir / CHECKPOINT).exists():
-        ckpt = torch.load(run_dir / CHECKPOINT, weights_only=False)
-        trainer.restore(ckpt)
-        truncate_metrics(metrics, trainer.step)
-    else:
-        metrics.write_text("")
-    (run_dir / CONFIG).write_text(json.dumps(asdict(config), indent=2))
-
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.steps, initial=trainer.step, desc=f"{config.optimizer}", unit="step",
-                   file=sys.stderr, dynamic_ncols=True)
-    last: dict[str, Any] = {}
     try:
-        with open(metrics, "a") as out:
-            for record in trainer.records(stop.is_set):
-                out.write(json.dumps(record) + "\n")
-                out.flush()
-                last = record
-                if bar is not None:
-                    bar.n = record["step"]
-                    shown = {"loss": f"{record['train_loss']:.4f}"}
-                    if "eval_accuracy" in record:
-                        shown["dev_acc"] = f"{record['eval_accuracy']:.3f}"
-                    bar.set_postfix(shown, refresh=True)
-        if stop.is_set() and trainer.step < config.steps:
-            save_atomic(trainer.checkpoint(), run_dir / CHECKPOINT)
-            write_status(run_dir, "stopped", step=trainer.step)
-        else:
+        # A new run writes nothing into the folder until its model and data have loaded, so a typo in a
+        # path leaves the folder as it was (the same command, corrected, then runs into it).
+        if resume:
+            (run_dir / PID).write_text(str(os.getpid()))
+            write_status(run_dir, "running", pid=os.getpid())
+        checkpoint = run_dir / CHECKPOINT
+        resuming = resume and checkpoint.exists()
+        if not progress:  # transformers draws its own bars while it loads the weights
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        try:
+            ckpt = load_checkpoint(checkpoint, config) if resuming else None
+            trainer = Trainer(config, run_dir)
+            if ckpt is not None:
+                trainer.restore(ckpt)
+                del ckpt
+        except BaseException as e:
+            if resume:
+                _try_status(run_dir, "failed", step=0, error=_first_line(e))
+            raise
+        if not resume:
+            (run_dir / PID).write_text(str(os.getpid()))
+            write_status(run_dir, "running", pid=os.getpid())
+        if not resuming:
+            (run_dir / CONFIG).write_text(json.dumps(asdict(config), indent=2))
+        metrics = run_dir / METRICS
+        if resuming:
+            repair = truncate_metrics(metrics, trainer.step)
+            if repair.bad_lines or repair.missing_steps:
+                print(f"warning: {metrics}: kept {repair.kept} records up to the checkpoint (step {trainer.step})"
+                      + (f"; skipped unreadable line(s) {_ranges(repair.bad_lines)}" if repair.bad_lines else "")
+                      + (f"; no record is left for step(s) {_ranges(repair.missing_steps)}"
+                         if repair.missing_steps else ""), file=sys.stderr)
+        else:  # a new file (a new inode): a reader holding an offset in an older one notices
+            (run_dir / (METRICS + ".tmp")).write_text("")
+            os.replace(run_dir / (METRICS + ".tmp"), metrics)
+
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=config.steps, initial=trainer.step, desc=f"{config.optimizer}", unit="step",
+                       file=sys.stderr, dynamic_ncols=True)
+        last: dict[str, Any] = {}
+        try:
+            with open(metrics, "a") as out:
+                for record in trainer.records(stop.is_set):
+                    out.write(json.dumps(record) + "\n")
+                    out.flush()
+                    last = record
+                    if bar is not None:
+                        bar.n = record["step"]
+                        shown = {"loss": f"{record['train_loss']:.4f}"}
+                        if "eval_accuracy" in record:
+                            shown["dev_acc"] = f"{record['eval_accuracy']:.3f}"
+                        bar.set_postfix(shown, refresh=True)
+            if stop.is_set() and trainer.step < config.steps:
+                save_atomic(trainer.checkpoint(), checkpoint)
+                write_status(run_dir, "stopped", step=trainer.step,
+                             signal=signal.Signals(stopped_by[0]).name if stopped_by else None)
+                return last, stopped_by[0] if stopped_by else None, trainer.step
             write_status(run_dir, "finished", step=trainer.step)
-    except BaseException as e:
-        write_status(run_dir, "failed", step=trainer.step, error=f"{type(e).__name__}: {e}")
-        raise
+            return last, None, trainer.step
+        except KeyboardInterrupt:
+            _try_status(run_dir, "failed", step=trainer.step,
+                        error="interrupted by a second Ctrl-C; the last checkpoint saved before, if any, is kept")
+            raise
+        except BaseException as e:
+            _try_status(run_dir, "failed", step=trainer.step, error=_first_line(e))
+            raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         if bar is not None:
             bar.close()
-    return last
+        os.close(lock)
 
 
 # ------------------------------------------------------------------------------------- command line
@@ -395,30 +654,80 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     p.add_argument("--threads", type=int, default=d.threads, help="0: automatic")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, with its saved configuration")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out that holds one: its run files are deleted first")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p, _hyper_flags(p)
 
 
+def read_config(run_dir: Path) -> RunConfig:
+    """The validated configuration saved in ``run_dir/config.json``; ``ValueError`` in one sentence otherwise."""
+    path = run_dir / CONFIG
+    if not path.is_file():
+        raise ValueError(f"{run_dir}: no run to resume here (no {CONFIG}); start one without --resume")
+    try:
+        if path.stat().st_size > 1 << 20:
+            raise ValueError(f"larger than {1 << 20:,} bytes")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{path}: not a readable run configuration ({_first_line(e)})") from None
+    return RunConfig.from_json(data, str(path))
+
+
+SLOT_FD_ENV = "ADAMEZO_SLOT_FD"
+"""``llm_demo.runs.start_run`` hands its run a concurrency slot (an ``flock``-ed file) as an inherited
+file descriptor and names it here; the command line closes it as soon as the run ends."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    finally:
+        slot = os.environ.get(SLOT_FD_ENV, "")
+        if slot.isdigit() and int(slot) > 2:  # free the slot now, not after the interpreter's (slow) teardown
+            try:
+                os.close(int(slot))
+            except OSError:
+                pass
+
+
+def _main(argv: list[str] | None) -> int:
     parser, flags = build_parser()
     args = parser.parse_args(argv)
     run_dir = Path(args.out)
     try:
         if args.resume:
-            if not (run_dir / CONFIG).exists():
-                raise ValueError(f"{run_dir}: no run to resume here (no {CONFIG})")
-            config = RunConfig(**json.loads((run_dir / CONFIG).read_text()))
+            given = [f"--{f.name.replace('_', '-')}" for f in fields(RunConfig)
+                     if f.name != "hyper" and getattr(args, f.name) != parser.get_default(f.name)]
+            given += [f"--{name.replace('_', '-')}" for name, dest in flags.items() if getattr(args, dest) is not None]
+            if args.overwrite:
+                given.append("--overwrite")
+            if given:
+                raise ValueError(f"--resume continues the run with the settings saved in its {CONFIG}, so "
+                                 f"{', '.join(given)} cannot be given with it")
+            config = read_config(run_dir)
         else:
             hyper = {name: _parse_hyper(name, getattr(args, dest)) for name, dest in flags.items()
                      if getattr(args, dest) is not None}
             values = {f.name: getattr(args, f.name) for f in fields(RunConfig) if f.name != "hyper"}
             config = RunConfig(**values, hyper=hyper).validate()
-        last = run(config, run_dir, resume=args.resume, progress=not args.quiet)
+        last, signum, step = _run(config, run_dir, args.resume, not args.quiet, args.overwrite)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    summary = {k: last[k] for k in ("step", "forward_passes", "train_loss", "eval_accuracy", "test_accuracy")
-               if k in last}
+    except OSError as e:
+        print(f"error: {e.filename if isinstance(e.filename, str) else run_dir}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"error: interrupted by a second Ctrl-C, without a checkpoint at this step; {run_dir} keeps the "
+              "last checkpoint saved before, if any (continue with --resume)", file=sys.stderr)
+        return 128 + signal.SIGINT
+    if signum is not None:
+        print(f"stopped at step {step} of {config.steps} ({signal.Signals(signum).name}); a checkpoint is saved; "
+              f"continue with: python -m llm_demo.finetune --out {run_dir} --resume", file=sys.stderr)
+        return 128 + signum
+    summary = {"step": step} | {k: last[k] for k in ("forward_passes", "train_loss", "eval_accuracy",
+                                                     "test_accuracy") if k in last}
     print(json.dumps(summary))
     return 0
 

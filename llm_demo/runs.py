@@ -2,28 +2,43 @@
 
 A run is a folder (``runs/NAME``) written by ``python -m llm_demo.finetune`` running as a detached
 subprocess: ``config.json``, ``metrics.jsonl`` (one JSON record a line, appended and flushed),
-``status.json`` (running / finished / failed / stopped), ``pid`` and ``log.txt`` (the process's own
-output). Everything here reads those files, so a run outlives the browser tab that started it and a
-reloaded page finds it again.
+``status.json`` (running / finished / failed / stopped), ``pid``, ``lock`` (held by the run's process),
+``checkpoint.pt``, and from ``start_run`` also ``started``, ``log.txt`` (the process's own output) and
+``owner`` (the sha256 of the run's stop token). Everything here reads those files, so a run outlives the
+browser tab that started it and a reloaded page finds it again.
+
+Limits on concurrent runs (``start_run``): at most ``MAX_CONCURRENT_CPU`` runs on the CPU and
+``MAX_CONCURRENT_PER_CUDA_DEVICE`` on each CUDA device. A run holds a slot, an ``flock``-ed file in
+``RUNS_DIR/.slots``, taken atomically before its process starts and inherited by it, so the kernel frees
+the slot when the process ends, even by ``kill -9``. Runs started by hand from the command line hold no
+slot. Stopping a run needs the token ``start_run`` returned (the app keeps it in the session that
+started the run), and only ever signals the process that runs in that run folder.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from .finetune import CONFIG, METRICS, STATUS, RunConfig
+from .finetune import CONFIG, METRICS, PID, SLOT_FD_ENV, STATUS, RunConfig
 
 RUNS_DIR = Path(os.environ.get("ADAMEZO_RUNS_DIR", "runs"))
 MAX_CONCURRENT_CPU = 2
+MAX_CONCURRENT_PER_CUDA_DEVICE = 2  # side by side is the page's point; a model that fits once: use the CLI
+SLOTS = ".slots"
+OWNER = "owner"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -39,6 +54,7 @@ class RunInfo:
     started_at: float
     last: dict[str, Any] | None
     error: str | None
+    token: str | None = None  # the stop token; only ``start_run``'s answer carries it
 
     @property
     def steps(self) -> int:
@@ -51,20 +67,46 @@ class RunInfo:
         return min(1.0, done / self.steps) if self.steps else 0.0
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a live fine-tune process (not a zombie, not a recycled pid)."""
+def _alive(pid: int, run_dir: str | Path | None = None, starting: bool = False) -> bool:
+    """Whether ``pid`` is a live fine-tune process (not a zombie, not a recycled pid), running in
+    ``run_dir`` if given (its ``--out``, resolved against the process's working directory).
+
+    A process in the middle of ``exec`` shows an empty command line for a moment (``Popen`` has
+    returned by then): that counts as alive if ``starting`` (for reading a run's state), else not (a
+    stop never signals a process it cannot identify).
+    """
     try:
         with open(f"/proc/{pid}/stat") as f:
             if f.read().split(") ")[-1].startswith("Z"):
                 return False
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"llm_demo.finetune" in f.read()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
+            argv = f.read().split(b"\0")
+        if not any(argv):
+            return starting
+        at = [i for i, a in enumerate(argv) if a == b"llm_demo.finetune" or a.endswith(b"llm_demo/finetune.py")]
+        if not at:
             return False
+        if run_dir is None:
+            return True
+        out = None
+        args = argv[at[0] + 1:]
+        for i, a in enumerate(args):  # as argparse reads it: --out X, --out=X, or the unique prefix --ou
+            if a in (b"--out", b"--ou") and i + 1 < len(args):
+                out = args[i + 1]
+            elif a.startswith((b"--out=", b"--ou=")):
+                out = a.partition(b"=")[2]
+        if out is None:
+            return False
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+        return os.path.realpath(os.path.join(cwd, os.fsdecode(out))) == os.path.realpath(run_dir)
+    except (OSError, ValueError):
+        if not Path("/proc/self").exists():  # no procfs: the best we can say
+            try:
+                os.kill(pid, 0)
+                return True
+            except OSError:
+                return False
+        return False
 
 
 def _last_record(path: Path) -> dict[str, Any] | None:
@@ -88,31 +130,52 @@ def _last_record(path: Path) -> dict[str, Any] | None:
 def run_info(run_dir: str | Path) -> RunInfo:
     """Read a run folder. A run whose process died without saying so is reported as failed."""
     path = Path(run_dir)
+    config = _json_object(path / CONFIG) or {}
     try:
-        config = json.loads((path / CONFIG).read_text())
-    except (OSError, json.JSONDecodeError):
-        config = {}
+        int(config.get("steps", 0))
+    except (TypeError, ValueError, OverflowError):
+        config = {k: v for k, v in config.items() if k != "steps"}
+    status = _json_object(path / STATUS) or {"status": "running"}
     try:
-        status = json.loads((path / STATUS).read_text())
-    except (OSError, json.JSONDecodeError):
-        status = {"status": "running"}
-    try:
-        pid = int((path / "pid").read_text())
+        pid = int((path / PID).read_text(errors="replace")[:32])
+        pid = pid if pid > 0 else None
     except (OSError, ValueError):
         pid = None
     state, error = status.get("status", "running"), status.get("error")
-    if state == "running" and not (pid and _alive(pid)):
-        started = path / "started"
-        young = started.exists() and time.time() - started.stat().st_mtime < 60 and pid is None
+    if state not in ("running", "finished", "failed", "stopped"):
+        state = "running"
+    error = str(error)[:1000] if error is not None else None
+    started_at = _mtime(path / "started") or _mtime(path) or 0.0
+    if state == "running" and not (pid and _alive(pid, path, starting=True)):
+        young = _mtime(path / "started") is not None and time.time() - started_at < 60 and pid is None
         if not young:
             state, error = "failed", error or _log_tail(path) or "the process ended without finishing"
-    started_at = (path / "started").stat().st_mtime if (path / "started").exists() else path.stat().st_mtime
     return RunInfo(path.name, path, state, config, pid, started_at, _last_record(path / METRICS), error)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in a small file, or None if it is missing, unreadable, too big or not an object."""
+    try:
+        if path.stat().st_size > 1 << 20:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _log_tail(path: Path, lines: int = 3) -> str | None:
     try:
-        text = (path / "log.txt").read_text().strip().splitlines()
+        with open(path / "log.txt", "rb") as f:  # the tail only: a chatty log can be large
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+            text = f.read().decode("utf-8", "replace").strip().splitlines()
     except OSError:
         return None
     errors = [line for line in text if line.startswith("error:") or "Error" in line]
@@ -134,22 +197,89 @@ def count_running(runs_dir: str | Path = RUNS_DIR, device: str | None = None) ->
                and (device is None or _device_kind(r.config.get("device", "auto")) == device))
 
 
-def _device_kind(device: str) -> str:
+def _device_kind(device: Any) -> str:
     if device == "auto":
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cuda" if device.startswith("cuda") else "cpu"
+    return "cuda" if isinstance(device, str) and device.startswith("cuda") else "cpu"
 
 
+# ------------------------------------------------------------------------------------- slots
+def device_slot(device: str) -> tuple[str, int]:
+    """The slot family of a run on ``device`` and its limit: ("cpu", 2), ("cuda0", 2), ("cuda1", 2), ..."""
+    if _device_kind(device) == "cpu":
+        return "cpu", MAX_CONCURRENT_CPU
+    index = device.partition(":")[2]
+    if not index:
+        import torch
+
+        index = str(torch.cuda.current_device()) if torch.cuda.is_available() else "0"
+    if not index.isdigit():
+        raise ValueError(f"invalid device={device!r:.100}; allowed: 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    return f"cuda{int(index)}", MAX_CONCURRENT_PER_CUDA_DEVICE
+
+
+def _slot_path(runs_dir: str | Path, family: str, i: int) -> Path:
+    return Path(runs_dir) / SLOTS / f"{family}.{i}"
+
+
+def acquire_slot(runs_dir: str | Path, family: str, limit: int, tries: int = 3) -> int | None:
+    """Take one of the ``limit`` slots of ``family`` (an exclusive ``flock``); its file descriptor, or None.
+
+    The lock belongs to the open file: it passes to a child that inherits the descriptor and is freed
+    when the last descriptor closes, so a slot handed to a run's process is freed when that process
+    ends, however it ends. ``tries`` passes, a few milliseconds apart, ride out a ``slots_in_use`` probe.
+    """
+    (Path(runs_dir) / SLOTS).mkdir(parents=True, exist_ok=True)
+    for attempt in range(tries):
+        for i in range(limit):
+            fd = os.open(_slot_path(runs_dir, family, i), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except OSError:
+                os.close(fd)
+        time.sleep(0.005 * (attempt + 1))
+    return None
+
+
+def slots_in_use(runs_dir: str | Path, family: str, limit: int) -> int:
+    """How many of the ``limit`` slots of ``family`` are held now (each is probed for an instant)."""
+    used = 0
+    for i in range(limit):
+        try:
+            fd = os.open(_slot_path(runs_dir, family, i), os.O_RDONLY)
+        except OSError:
+            continue  # never taken
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            used += 1
+        finally:
+            os.close(fd)
+    return used
+
+
+def _where(family: str) -> str:
+    return "on the CPU" if family == "cpu" else f"on CUDA device {family.removeprefix('cuda')}"
+
+
+def _token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------- runs
 def start_run(optimizer: str, *, steps: int, hyper: dict[str, Any] | None = None, name: str | None = None,
               model: str | None = None, data: str | None = None, device: str = "auto", seed: int = 0,
               batch_size: int = 16, eval_every: int = 50, runs_dir: str | Path = RUNS_DIR,
-              max_concurrent_cpu: int = MAX_CONCURRENT_CPU) -> RunInfo:
+              max_concurrent_cpu: int = MAX_CONCURRENT_CPU,
+              max_concurrent_cuda: int = MAX_CONCURRENT_PER_CUDA_DEVICE) -> RunInfo:
     """Start ``python -m llm_demo.finetune`` for one run as a detached subprocess and return at once.
 
-    Raises ``ValueError`` for a bad setting, a name already in use, or when ``max_concurrent_cpu``
-    runs already run on the CPU.
+    The returned ``RunInfo.token`` is the run's stop token (``stop_run`` needs it; only its sha256 is
+    stored). Raises ``ValueError`` for a bad setting, a name already in use, or when the device's
+    limit of concurrent runs (``max_concurrent_cpu``, ``max_concurrent_cuda`` per CUDA device) is reached.
     """
     config = RunConfig(optimizer=optimizer, steps=steps, hyper=dict(hyper or {}), device=device, seed=seed,
                        batch_size=batch_size, eval_every=eval_every)
@@ -162,56 +292,142 @@ def start_run(optimizer: str, *, steps: int, hyper: dict[str, Any] | None = None
         raise ValueError(f"{config.model}: no such model folder")
     if not Path(config.data).exists():
         raise ValueError(f"{config.data}: no such task file or folder")
-    if _device_kind(device) == "cpu":
-        running = count_running(runs_dir, "cpu")
-        if running >= max_concurrent_cpu:
-            raise ValueError(f"{running} runs are already running on the CPU (the limit is {max_concurrent_cpu}); "
-                             "wait for one to finish or stop one first")
+    if name is not None and not _NAME.match(name):
+        raise ValueError(f"invalid run name {name!r:.80}; allowed: letters, digits, '.', '_' and '-' (at most 64)")
+    family, limit = device_slot(device)
+    if family != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for, but CUDA is not available here; use 'cpu' or 'auto'")
+        if int(family.removeprefix("cuda")) >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: there is no such CUDA device; allowed: cuda:0 to "
+                             f"cuda:{torch.cuda.device_count() - 1}")
+        limit = max_concurrent_cuda
+    else:
+        limit = max_concurrent_cpu
     root = Path(runs_dir)
-    name = name or f"{time.strftime('%Y%m%d-%H%M%S')}-{optimizer}-s{seed}"
-    if not _NAME.match(name):
-        raise ValueError(f"invalid run name {name!r}; allowed: letters, digits, '.', '_' and '-' (at most 64)")
-    run_dir = root / name
-    if run_dir.exists():
-        raise ValueError(f"a run named {name!r} already exists in {root}; choose another name")
-    run_dir.mkdir(parents=True)
-    (run_dir / "started").touch()
-    (run_dir / CONFIG).write_text(json.dumps(asdict(config), indent=2))
-    cmd = [sys.executable, "-m", "llm_demo.finetune", "--out", str(run_dir), "--resume", "--quiet"]
-    with open(run_dir / "log.txt", "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=os.getcwd())
-    (run_dir / "pid").write_text(str(proc.pid))
-    return run_info(run_dir)
+    slot = acquire_slot(root, family, limit)
+    if slot is None:
+        raise ValueError(f"{limit} runs are already running {_where(family)} (the limit is {limit}); "
+                         "wait for one to finish or stop one first")
+    try:
+        run_dir = _new_run_dir(root, name or f"{time.strftime('%Y%m%d-%H%M%S')}-{optimizer}-s{seed}",
+                               unique=name is None)
+        token = secrets.token_urlsafe(24)
+        (run_dir / OWNER).write_text(_token_digest(token))
+        (run_dir / "started").touch()
+        (run_dir / CONFIG).write_text(json.dumps(asdict(config), indent=2))
+        cmd = [sys.executable, "-m", "llm_demo.finetune", "--out", str(run_dir), "--resume", "--quiet"]
+        with open(run_dir / "log.txt", "w") as log:
+            # The slot's descriptor goes to the child, which holds the slot for as long as it lives.
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, cwd=os.getcwd(), pass_fds=(slot,),
+                                    env=os.environ | {SLOT_FD_ENV: str(slot)})
+    finally:
+        os.close(slot)
+    (run_dir / PID).write_text(str(proc.pid))
+    info = run_info(run_dir)
+    info.token = token
+    return info
 
 
-def read_records(run_dir: str | Path, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """The complete records appended to ``metrics.jsonl`` since byte ``offset``, and the new offset.
+def _new_run_dir(root: Path, name: str, unique: bool) -> Path:
+    """Create ``root/name`` (atomically: two starts never share a folder); with ``unique``, add -2, -3, ..."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 100 if unique else 2):
+        run_dir = root / (name if i == 1 else f"{name}-{i}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise ValueError(f"a run named {name!r} already exists in {root}; choose another name")
 
-    A line still being written is left for the next call. A resumed run rewrites the file shorter;
-    then the whole file is read again from the start.
+
+class Cursor(NamedTuple):
+    """A position in a run's ``metrics.jsonl``: a byte offset in one version of the file (its inode and
+    first bytes tell a rewritten file from the one the offset was taken in)."""
+
+    offset: int = 0
+    inode: int | None = None
+    head: bytes = b""
+
+
+class Records(NamedTuple):
+    """What ``read_records`` read: new records, where to read next, and what happened on the way."""
+
+    records: list[dict[str, Any]]  # the records after the cursor; all of them when ``restarted``
+    cursor: Cursor
+    restarted: bool  # the file was rewritten (a resumed run) since the cursor: replace what you had
+    skipped: int  # lines that were not a readable record (corrupt), left out
+
+
+_HEAD = 256
+
+
+def read_records(run_dir: str | Path, cursor: Cursor | None = None) -> Records:
+    """The complete records appended to ``metrics.jsonl`` since ``cursor`` (``None``: from the start).
+
+    A line still being written is left for the next call; a line that is not a JSON object with an
+    integer ``step`` is skipped and counted. A resumed run rewrites the file: when the file is not the
+    cursor's any more (another inode or other first bytes), is shorter than the cursor, or the cursor
+    does not sit at a line's end, the whole file is read again and ``restarted`` says so.
     """
+    cursor = cursor or Cursor()
     path = Path(run_dir) / METRICS
     try:
-        size = path.stat().st_size
+        f = open(path, "rb")
     except OSError:
-        return [], 0
-    if size < offset:
-        offset = 0
-    with open(path, "rb") as f:
+        return Records([], Cursor(), cursor.offset > 0, 0)
+    with f:
+        st = os.fstat(f.fileno())
+        head = f.read(min(_HEAD, cursor.offset) if cursor.offset else 0)
+        offset = cursor.offset
+        restarted = offset > 0 and (cursor.inode != st.st_ino or st.st_size < offset or head != cursor.head)
+        if offset > 0 and not restarted:
+            f.seek(offset - 1)
+            restarted = f.read(1) != b"\n"
+        if restarted:
+            offset = 0
         f.seek(offset)
-        data = f.read()
+        data = f.read(max(0, st.st_size - offset))
     end = data.rfind(b"\n") + 1
-    records = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
-    return records, offset + end
+    records, skipped = [], 0
+    for line in data[:end].splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+        else:
+            skipped += 1
+    new_offset = offset + end
+    head = (data if offset == 0 else cursor.head + data)[:min(_HEAD, new_offset)]  # the file's first bytes
+    return Records(records, Cursor(new_offset, st.st_ino, head), restarted, skipped)
 
 
-def stop_run(run_dir: str | Path) -> None:
-    """Ask a running run to stop: it finishes its step, saves a checkpoint and says "stopped"."""
-    info = run_info(run_dir)
-    if info.status != "running" or info.pid is None:
-        return
+def stop_run(run_dir: str | Path, token: str) -> bool:
+    """Ask a running run to stop: it finishes its step, saves a checkpoint and says "stopped".
+
+    ``token`` must be the run's own (``start_run`` returned it), else ``ValueError``; the signal goes only
+    to the process that runs in ``run_dir``. Returns whether a running process was asked to stop.
+    """
+    path = Path(run_dir)
+    try:
+        digest = (path / OWNER).read_text(errors="replace").strip()
+    except OSError:
+        digest = ""
+    if not (isinstance(token, str) and digest and hmac.compare_digest(digest, _token_digest(token))):
+        raise ValueError(f"run {path.name!r} can only be stopped by the session that started it")
+    info = run_info(path)
+    if info.status != "running" or info.pid is None or not _alive(info.pid, path):
+        return False
     try:
         os.kill(info.pid, signal.SIGTERM)
     except ProcessLookupError:
-        pass
+        return False
+    return True

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,20 @@ BUNDLED_TASK: Path = _ROOT / "assets" / "sentiment"
 DEFAULT_TEMPLATE = "{text} It was"
 DEFAULT_VERBALIZERS = (" bad", " good")
 SPLITS = ("train", "dev", "test")
+
+# Memory bounds. A fast tokenizer holds ~150-200 bytes per character of its input while it encodes,
+# and a prompt is tokenized whole before it is cut to ``max_length`` tokens, so one 55 MB text cost
+# 9.4 GB. Texts, lines and templates are bounded at load, and ``encode`` tokenizes in chunks.
+MAX_TEXT_CHARS = 20_000
+"""The longest example text accepted (characters); a longer one is refused with its file and line."""
+MAX_LINE_CHARS = 8 * MAX_TEXT_CHARS
+"""The longest JSON line read (characters, JSON escapes included); a longer line is refused unread."""
+MAX_TEMPLATE_CHARS = 2_000
+"""The longest prompt template and verbalizer accepted (characters)."""
+MAX_INFO_BYTES = 1 << 20
+"""The largest ``task.json`` read."""
+ENCODE_CHUNK = 32
+"""Examples tokenized at once by ``encode`` (bounds the tokenizer's working memory)."""
 
 Batch = dict[str, torch.Tensor]
 """``input_ids`` and ``attention_mask`` [n, L] (left-padded), ``labels`` [n], ``verbalizer_ids`` [k]."""
@@ -68,17 +83,42 @@ def _check_info(info: Any, where: str) -> tuple[str, tuple[str, ...]]:
         raise ValueError(f"{where}: expected a JSON object with 'template' and 'verbalizers'.")
     template = info.get("template", DEFAULT_TEMPLATE)
     if not isinstance(template, str) or "{text}" not in template:
-        raise ValueError(f"{where}: 'template' must be a string containing {{text}}, got {template!r}.")
-    try:
-        template.format(text="")
-    except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"{where}: 'template' may only use the {{text}} field ({e!r}).") from None
+        raise ValueError(f"{where}: 'template' must be a string containing {{text}}, got {template!r:.200}.")
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise ValueError(f"{where}: 'template' has {len(template):,} characters; at most "
+                         f"{MAX_TEMPLATE_CHARS:,} are allowed.")
+    try:  # parsed, never formatted here: "{text:>999999999}" would allocate a gigabyte
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as e:
+        raise ValueError(f"{where}: 'template' is not a valid format string ({e}).") from None
+    if fields != [("text", "", None)]:  # a second copy, a width or a conversion multiplies the prompt
+        raise ValueError(f"{where}: 'template' must contain the plain field {{text}} exactly once and no other "
+                         "field, width or conversion (write {{ and }} for literal braces).")
     verbalizers = info.get("verbalizers", list(DEFAULT_VERBALIZERS))
-    if (not isinstance(verbalizers, list) or len(verbalizers) < 2
-            or not all(isinstance(v, str) and v for v in verbalizers)):
-        raise ValueError(f"{where}: 'verbalizers' must be a list of at least 2 non-empty strings "
-                         f"(one per label), got {verbalizers!r}.")
+    if (not isinstance(verbalizers, list) or not 2 <= len(verbalizers) <= 1000
+            or not all(isinstance(v, str) and 0 < len(v) <= MAX_TEMPLATE_CHARS for v in verbalizers)):
+        raise ValueError(f"{where}: 'verbalizers' must be a list of 2 to 1000 non-empty strings "
+                         f"(one per label), got {verbalizers!r:.200}.")
     return template, tuple(verbalizers)
+
+
+def _lines(path: Path):
+    """``(number, line)`` for each line of a UTF-8 text file, reading at most ``MAX_LINE_CHARS`` a line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            number = 0
+            while True:
+                line = f.readline(MAX_LINE_CHARS + 1)
+                if not line:
+                    return
+                number += 1
+                if len(line) > MAX_LINE_CHARS and not line.endswith("\n"):
+                    raise ValueError(f"{path} line {number}: longer than {MAX_LINE_CHARS:,} characters; a line may "
+                                     f"hold one example whose text has at most {MAX_TEXT_CHARS:,} characters.")
+                yield number, line
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot be read ({e.__class__.__name__}).") from None
 
 
 def _read_jsonl(path: Path, n_labels: int | None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -86,18 +126,15 @@ def _read_jsonl(path: Path, n_labels: int | None) -> tuple[list[dict[str, Any]],
     'verbalizers' or 'template' is a per-file task description (header)."""
     examples: list[dict[str, Any]] = []
     header: dict[str, Any] | None = None
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot be read ({e.__class__.__name__}).") from None
-    for number, line in enumerate(lines, start=1):
+    for number, line in _lines(path):
         if not line.strip():
             continue
         where = f"{path} line {number}"
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: not valid JSON ({e.msg}).") from None
+        except (json.JSONDecodeError, RecursionError) as e:
+            msg = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            raise ValueError(f"{where}: not valid JSON ({msg}).") from None
         if not isinstance(obj, dict):
             raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}.")
         if not examples and header is None and "text" not in obj and ("verbalizers" in obj or "template" in obj):
@@ -108,11 +145,14 @@ def _read_jsonl(path: Path, n_labels: int | None) -> tuple[list[dict[str, Any]],
                 raise ValueError(f"{where}: missing field '{name}'.")
         if not isinstance(obj["text"], str) or not obj["text"].strip():
             raise ValueError(f"{where}: field 'text' must be a non-empty string.")
+        if len(obj["text"]) > MAX_TEXT_CHARS:
+            raise ValueError(f"{where}: field 'text' has {len(obj['text']):,} characters; at most "
+                             f"{MAX_TEXT_CHARS:,} are allowed (the model reads only the last tokens anyway).")
         label = obj["label"]
         k = n_labels if n_labels is not None else len(DEFAULT_VERBALIZERS)
         if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < k:
             allowed = " or ".join(str(i) for i in range(k))
-            raise ValueError(f"{where}: field 'label' must be {allowed} (one per verbalizer), got {label!r}.")
+            raise ValueError(f"{where}: field 'label' must be {allowed} (one per verbalizer), got {label!r:.50}.")
         examples.append({"text": obj["text"], "label": label})
     if not examples:
         raise ValueError(f"{path}: contains no examples.")
@@ -143,9 +183,12 @@ def load_task(path_or_dir: str | Path) -> Task:
     info_path = folder / "task.json"
     if info_path.is_file():
         try:
+            if info_path.stat().st_size > MAX_INFO_BYTES:
+                raise ValueError(f"{info_path}: larger than {MAX_INFO_BYTES:,} bytes; a task description holds "
+                                 "a template and the verbalizers only.")
             info = json.loads(info_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ValueError(f"{info_path}: not valid JSON ({e}).") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise ValueError(f"{info_path}: not valid JSON ({e.__class__.__name__}).") from None
     template, verbalizers = _check_info(info, str(info_path))
     splits: dict[str, list[dict[str, Any]]] = {}
     for split, file in files.items():
@@ -160,14 +203,13 @@ def load_task(path_or_dir: str | Path) -> Task:
 def _read_jsonl_header(path: Path) -> dict[str, Any] | None:
     """The per-file header of a JSON-lines file (first non-empty line), or None."""
     try:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                if line.strip():
-                    obj = json.loads(line)
-                    if isinstance(obj, dict) and "text" not in obj and ("verbalizers" in obj or "template" in obj):
-                        return obj
-                    return None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        for _, line in _lines(path):
+            if line.strip():
+                obj = json.loads(line)
+                if isinstance(obj, dict) and "text" not in obj and ("verbalizers" in obj or "template" in obj):
+                    return obj
+                return None
+    except (ValueError, RecursionError):
         return None  # _read_jsonl reports the problem with its line number
     return None
 
@@ -201,9 +243,11 @@ def load_model(model_dir: str | Path = BUNDLED_MODEL, device: str | torch.device
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype)
-    except (OSError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        raise ValueError(f"{path}: cannot load a causal LM and tokenizer from this folder ({first}).") from None
+    except Exception as e:  # noqa: BLE001 - the folder's files are input: a truncated safetensors file
+        # raises SafetensorError, a bad config.json a TypeError, ...; each is one sentence, not a traceback
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise ValueError(f"{path}: cannot load a causal LM and tokenizer from this folder "
+                         f"({e.__class__.__name__}: {first}).") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.to(resolve_device(device))
@@ -234,8 +278,11 @@ def encode(task: Task, tokenizer: Any, examples: list[dict[str, Any]], max_lengt
     if max_length < 2:
         raise ValueError(f"max_length must be at least 2, got {max_length}.")
     vids = verbalizer_ids(task, tokenizer)
-    ids = tokenizer([task.prompt(ex["text"]) for ex in examples], add_special_tokens=True)["input_ids"]
-    ids = [x if len(x) <= max_length else x[:1] + x[-(max_length - 1):] for x in ids]
+    ids = []
+    for start in range(0, len(examples), ENCODE_CHUNK):  # chunks: the tokenizer's memory stays bounded
+        chunk = tokenizer([task.prompt(ex["text"]) for ex in examples[start:start + ENCODE_CHUNK]],
+                          add_special_tokens=True)["input_ids"]
+        ids += [x if len(x) <= max_length else x[:1] + x[-(max_length - 1):] for x in chunk]
     width = max(len(x) for x in ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     input_ids = torch.full((len(ids), width), pad, dtype=torch.long)

@@ -1,7 +1,9 @@
 """LLM fine-tune: start runs in the background, watch them live, stop them; reloads find them again.
 
 Runs are ``python -m llm_demo.finetune`` subprocesses started by ``llm_demo.runs.start_run``; this
-page only reads their run folders (``metrics.jsonl``), so a run outlives the browser tab.
+page only reads their run folders (``metrics.jsonl``), so a run outlives the browser tab. The model and
+task paths of a link are checked by ``llm_demo.paths`` (the bundled assets and the operator's roots only);
+a run can be stopped from the session that started it (its stop token lives in the session state).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from app import chart, controls, state
 from app import figures as F
 
 try:
+    from llm_demo import paths as P
     from llm_demo import runs as R
     from llm_demo.finetune import DEMO_DEFAULTS
     from llm_demo.tasks import BUNDLED_MODEL, BUNDLED_TASK
@@ -60,30 +63,38 @@ def url_fields(all_fields, values):
 
 def start_runs(values: dict) -> list[str]:
     """Start one run per chosen optimizer; return one message per run that could not start."""
+    try:  # only the bundled assets and the operator's roots; the same answer whether a path exists or not
+        model = P.check_app_path(values["model"], "model", P.app_roots("model"))
+        data = P.check_app_path(values["data"], "data", P.app_roots("data"))
+    except ValueError as exc:
+        return [f"No run started: {exc}"]
     problems = []
     for name in values["opts"]:
         hyper = {k: values[f"{name}.{k}"] for k in state.optimizer_specs(name)}
         try:
-            info = R.start_run(name, steps=int(values["steps"]), hyper=hyper, model=values["model"] or None,
-                               data=values["data"] or None, device=values["device"], seed=int(values["seed"]),
+            info = R.start_run(name, steps=int(values["steps"]), hyper=hyper, model=model, data=data,
+                               device=values["device"], seed=int(values["seed"]),
                                batch_size=int(values["batch"]), eval_every=int(values["eval_every"]),
                                runs_dir=runs_dir())
             st.session_state.setdefault("llm:mine", []).append(info.name)
+            st.session_state.setdefault("llm:tokens", {})[str(info.path)] = info.token
         except ValueError as exc:
             problems.append(f"{OPTIMIZERS[name].title} did not start: {exc}")
     return problems
 
 
-def records_of(run) -> list[dict]:
-    """All records of a run, read incrementally (each call reads only what was appended)."""
+def records_of(run) -> tuple[list[dict], int]:
+    """All records of a run, read incrementally (each call reads only what was appended), and how many
+    unreadable lines were skipped."""
     cache = st.session_state.setdefault("llm:records", {})
-    records, offset = cache.get(str(run.path), ([], 0))
-    new, new_offset = R.read_records(run.path, offset)
-    if new_offset < offset:  # the file was rewritten (a resumed run): start again
-        records = []
-    records = records + new
-    cache[str(run.path)] = (records, new_offset)
-    return records
+    records, cursor, skipped = cache.get(str(run.path), ([], None, 0))
+    got = R.read_records(run.path, cursor)
+    if got.restarted:  # the file was rewritten (a resumed run): start again
+        records, skipped = [], 0
+    records = records + got.records
+    skipped += got.skipped
+    cache[str(run.path)] = (records, got.cursor, skipped)
+    return records, skipped
 
 
 def counters(run, records: list[dict]) -> dict:
@@ -133,17 +144,23 @@ def live() -> None:
     series = []
     for i, run in enumerate(shown):
         opt = run.config.get("optimizer", "?")
-        records = records_of(run)
+        records, skipped = records_of(run)
         c = counters(run, records)
         title = OPTIMIZERS[opt].title if opt in OPTIMIZERS else opt
         series.append({"label": f"{title} · {run.name}", "colour": F.colour_for(opt, i), "records": records})
         with st.container(border=True):
             head, stop = st.columns([5, 1])
             head.markdown(f"**{run.name}** — {title}, {run.steps} steps · status **{run.status}**")
-            if run.status == "running":
+            token = st.session_state.get("llm:tokens", {}).get(str(run.path))
+            if run.status == "running" and token:
                 if stop.button("Stop", key=f"llm:stop:{run.name}"):
-                    R.stop_run(run.path)
-                    st.toast(f"Asked {run.name} to stop; it saves a checkpoint first.")
+                    try:
+                        R.stop_run(run.path, token)
+                        st.toast(f"Asked {run.name} to stop; it saves a checkpoint first.")
+                    except ValueError as exc:
+                        st.error(str(exc))
+            elif run.status == "running":
+                stop.caption("started by another session: only that session can stop it")
             st.progress(c["progress"], text=f"step {c['step']} / {run.steps} · ETA {fmt_eta(c['eta_s'])}")
             m = st.columns(5)
             m[0].metric("forward passes", f"{c['forward_passes']:,}")
@@ -153,6 +170,8 @@ def live() -> None:
             m[4].metric("dev accuracy", "—" if c["eval_accuracy"] is None else f"{c['eval_accuracy']:.3f}")
             if run.status == "failed" and run.error:
                 st.error(f"{run.name} failed: {run.error}")
+            if skipped:
+                st.caption(f"{skipped} unreadable line(s) of its metrics.jsonl were skipped.")
             if records:
                 st.download_button("Records (CSV)", lambda records=records: F.records_csv(records),
                                    file_name=f"{run.name}.csv", mime="text/csv", key=f"llm:csv:{run.name}",
@@ -206,14 +225,15 @@ for f in FIELDS:
     values.setdefault(f.key, state.value(PAGE, f))
 state.save(PAGE, url_fields(FIELDS, values), values)
 
-running_cpu = R.count_running(runs_dir(), "cpu")
-limit = R.MAX_CONCURRENT_CPU
-free = limit - running_cpu
+family, limit = R.device_slot(values["device"])
+where = "on the CPU" if family == "cpu" else "on this CUDA device"
+busy = R.slots_in_use(runs_dir(), family, limit)
+free = limit - busy
 if free <= 0:
-    st.info(f"{running_cpu} runs are already running on the CPU (the limit is {limit}). Stop one or wait for one "
+    st.info(f"{busy} runs are already running {where} (the limit is {limit}). Stop one or wait for one "
             "to finish before starting more.")
-elif len(values["opts"]) > free and values["device"] != "cuda":
-    st.info(f"Only {free} more run(s) can start on the CPU now (the limit is {limit} at a time); "
+elif len(values["opts"]) > free:
+    st.info(f"Only {free} more run(s) can start {where} now (the limit is {limit} at a time); "
             f"the first {free} chosen optimizer(s) will start, the others will be refused.")
 if st.button("▶ Start runs", type="primary", disabled=not values["opts"], key="llm:start"):
     for problem in start_runs(values):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -388,12 +389,62 @@ def test_llm_page_finds_runs_and_shows_counters_and_charts(tmp_path, monkeypatch
 
 def test_llm_page_bad_input_is_an_error_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(tmp_path))
+    monkeypatch.setenv("ADAMEZO_MODEL_ROOTS", str(tmp_path))  # inside an allowed root, the page says what is wrong
     at = open_page(LLM, {"view": "llm", "model": str(tmp_path / "missing-model"), "opts": "mezo", "steps": "0"})
     no_crash(at)
     assert any("steps='0' is out of range" in w.value for w in at.warning)
     at.button(key="llm:start").click().run()
     no_crash(at)
     assert any("MeZO did not start" in e.value and "no such model folder" in e.value for e in at.error)
+
+
+def test_llm_page_reads_no_path_outside_the_allowed_roots_and_does_not_say_what_exists(tmp_path, monkeypatch):
+    runs_dir = tmp_path / "runs"
+    monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(runs_dir))
+    monkeypatch.delenv("ADAMEZO_MODEL_ROOTS", raising=False)
+    monkeypatch.delenv("ADAMEZO_DATA_ROOTS", raising=False)
+    seen = {}
+    for link in ({"model": "/etc"}, {"model": "/no/such/folder"}, {"data": "/etc/passwd"},
+                 {"data": "/no/such/file.jsonl"}, {"model": "assets/../../../../etc"}):
+        at = open_page(LLM, {"view": "llm", "opts": "mezo", "steps": "5"} | link)
+        at.button(key="llm:start").click().run()
+        no_crash(at)
+        errors = [e.value for e in at.error]
+        assert len(errors) == 1, errors
+        seen[json.dumps(link)] = errors[0]
+        assert "passwd" not in errors[0] and "/etc" not in errors[0] and "/no/such" not in errors[0]
+    kinds = {k: v for k, v in seen.items() if '"model"' in k}
+    assert len(set(kinds.values())) == 1 and len(set(seen.values())) == 2
+    assert next(iter(kinds.values())) == (
+        "No run started: this model folder is not one the app may read; allowed: empty for the bundled one, or a "
+        "path under the folders the server's operator lists in the ADAMEZO_MODEL_ROOTS setting (none are listed)")
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())
+
+
+def test_llm_page_survives_a_corrupt_metrics_line_and_a_rewritten_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(tmp_path))
+    d = fake_run(tmp_path, "torn", status="running")
+    lines = (d / "metrics.jsonl").read_text().splitlines()
+    lines[4] = lines[4][:20]  # a corrupt line in the middle
+    (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    at = open_page(LLM, {"view": "llm"})
+    no_crash(at)
+    loss, _ = charts(at)
+    assert list(loss["data"][0]["x"]) == [2 * s for s in range(1, 21) if s != 5]
+    assert any("1 unreadable line(s) of its metrics.jsonl were skipped" in c.value for c in at.caption)
+    # a resume rewrites the file shorter (steps 1-3), and it regrows past where the page had read
+    tmp = d / "metrics.jsonl.tmp"
+    tmp.write_text("\n".join(lines[:3]) + "\n")
+    os.replace(tmp, d / "metrics.jsonl")
+    with open(d / "metrics.jsonl", "a") as f:
+        for s in range(4, 41):
+            f.write(json.dumps({"step": s, "forward_passes": 2 * s, "train_loss": 0.5, "wall_time_s": 0.5 * s,
+                                "peak_memory_bytes": 1, "optimizer_state_bytes": 160}) + "\n")
+    at.run()
+    no_crash(at)
+    loss, _ = charts(at)
+    assert list(loss["data"][0]["x"]) == [2 * s for s in range(1, 41)]
+    assert not any("unreadable" in c.value for c in at.caption)
 
 
 def test_charts_load_the_plotly_js_that_plotly_ships_and_only_the_contour_takes_clicks():

@@ -79,7 +79,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tiny_model, tiny_task,
     assert 100 <= lines_at_kill < steps + 1, "the run must be killed mid-way"
     import torch
 
-    ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)
     assert ckpt["mode"] == mode and ckpt["step"] % 30 == 0 and ckpt["step"] < steps
 
     resumed = subprocess.run(cmd[:3] + ["--out", str(tmp_path / "killed"), "--resume", "--quiet"],
@@ -149,12 +149,13 @@ def test_runs_start_list_read_stop(tiny_model, tiny_task, root):
     assert done.name == "short" and done.status == "running"
     info = wait_for(lambda: (i := runs.run_info(root / "short")).status != "running" and i)
     assert info.status == "finished", info.error
-    records, offset = runs.read_records(root / "short")
-    assert [r["step"] for r in records] == list(range(6))
-    assert offset == (root / "short" / "metrics.jsonl").stat().st_size
-    assert runs.read_records(root / "short", offset) == ([], offset)
+    records, cursor, restarted, skipped = runs.read_records(root / "short")
+    assert [r["step"] for r in records] == list(range(6)) and not restarted and skipped == 0
+    assert cursor.offset == (root / "short" / "metrics.jsonl").stat().st_size
+    assert runs.read_records(root / "short", cursor) == ([], cursor, False, 0)
     assert info.last == records[-1] and info.progress == 1.0
 
+    wait_for(lambda: runs.slots_in_use(root, "cpu", 2) == 0)  # the short run's process has let go of its slot
     long = [runs.start_run("adamezo", steps=10**6, name=f"long{i}", **kw) for i in range(2)]
     with pytest.raises(ValueError, match=r"2 runs are already running on the CPU \(the limit is 2\)"):
         runs.start_run("mezo", steps=5, name="third", **kw)
@@ -166,7 +167,7 @@ def test_runs_start_list_read_stop(tiny_model, tiny_task, root):
     assert [r.name for r in runs.list_runs(root)] == ["long1", "long0", "short"]
     wait_for(lambda: all(len(runs.read_records(r.path)[0]) > 3 for r in long))
     for r in long:
-        runs.stop_run(r.path)
+        assert runs.stop_run(r.path, r.token) is True
     for r in long:
         stopped = wait_for(lambda r=r: (i := runs.run_info(r.path)).status != "running" and i)
         assert stopped.status == "stopped"

@@ -198,3 +198,41 @@ def test_tiny_model_in_tmp_dir_loads_through_load_model(tmp_path, bundled):
     assert 0.0 <= acc <= 1.0 and 0.0 < loss < 5.0
     with pytest.raises(ValueError, match="unknown dtype"):
         load_model(tmp_path, dtype="float33")
+
+
+def test_texts_lines_and_templates_are_bounded(tmp_path):
+    """A 55 MB line once cost 9.4 GB (texts were tokenized whole): long texts and multiplying templates are
+    refused at load, naming the file and line."""
+    from llm_demo.tasks import MAX_LINE_CHARS, MAX_TEXT_CHARS
+
+    f = _write(tmp_path / "train.jsonl", ['{"text": "fine", "label": 1}',
+                                          json.dumps({"text": "x" * (MAX_TEXT_CHARS + 1), "label": 0})])
+    with pytest.raises(ValueError, match=r"train\.jsonl line 2: field 'text' has 20,001 characters; at most 20,000 "
+                                         r"are allowed"):
+        load_task(f)
+    f = _write(tmp_path / "long.jsonl", ['{"text": "fine", "label": 1, "pad": "%s"}' % ("y" * MAX_LINE_CHARS)])
+    with pytest.raises(ValueError, match=r"long\.jsonl line 1: longer than 160,000 characters"):
+        load_task(f)
+    _write(tmp_path / "train.jsonl", ['{"text": "fine", "label": 1}'])
+    for template, why in (("{text}{text} It was", "exactly once"), ("{text}{x:>999999999} It was", "exactly once"),
+                          ("{text:>999999999} It was", r"containing \{text\}"), ("{text} {0} It was", "exactly once"),
+                          ("{text} {text!r:>99999999}", "exactly once"),
+                          ("{text} " + "z" * 3000, "has 3,007 characters; at most 2,000"),
+                          ("{text} {", "not a valid format string")):
+        (tmp_path / "task.json").write_text(json.dumps({"template": template, "verbalizers": [" bad", " good"]}))
+        with pytest.raises(ValueError, match=why):
+            load_task(tmp_path)
+    (tmp_path / "task.json").write_text(json.dumps({"template": "{{braces}} {text} It was"}))
+    assert load_task(tmp_path).prompt("a") == "{braces} a It was"
+
+
+def test_encode_in_chunks_equals_encoding_at_once(bundled, monkeypatch):
+    from llm_demo import tasks
+
+    _, tok, task = bundled
+    examples = task.splits["dev"][:70] + [{"text": "a very long review, " * 300, "label": 1}]
+    chunked = encode(task, tok, examples, max_length=32)
+    monkeypatch.setattr(tasks, "ENCODE_CHUNK", 10**6)
+    whole = encode(task, tok, examples, max_length=32)
+    assert chunked.keys() == whole.keys() and all(torch.equal(chunked[k], whole[k]) for k in whole)
+    assert chunked["input_ids"].shape == (71, 32)
