@@ -296,6 +296,98 @@ def sweepable(names: str | Sequence[str]) -> list[str]:
     return out
 
 
+# --------------------------------------------------------------------------------- work budget
+#: What one step costs on a 2-D landscape, in MeZO steps (CPU time per step of 400-step runs on
+#: Rosenbrock, this 2-core machine, 2026-11-30: MeZO 91 µs, AdaMeZO 104 / 168 / 422 / 1126 µs at
+#: K = 1 / 10 / 50 / 200, ZO-Adam 131, HiZOO 151, Adam 199, AdamW 195). AdaMeZO regenerates K
+#: directions a step, hence ``HORIZON_COST`` per unit of K.
+STEP_COST = {"zo-adam": 1.5, "hizoo": 1.7}
+FIRST_ORDER_COST = 2.2
+HORIZON_COST = 0.065
+#: Evaluations (runs of the full length) one path-length match takes in the app: a 10-point log scan
+#: and Brent's method (``compute.matched_lr``).
+MATCH_EVALUATIONS = 25
+#: The most computing one change of a page may ask for, in MeZO steps (about 40 s of CPU here, spread
+#: over the worker processes); ``ADAMEZO_APP_MAX_WORK`` lets the server's operator set another.
+DEFAULT_MAX_WORK = 400_000
+
+
+def max_work() -> int:
+    """The work budget per change (``ADAMEZO_APP_MAX_WORK``, else the default); ``ValueError`` if the
+    variable is not an integer from 1000 to 10⁹."""
+    import os
+
+    raw = os.environ.get("ADAMEZO_APP_MAX_WORK", "").strip()
+    if not raw:
+        return DEFAULT_MAX_WORK
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"ADAMEZO_APP_MAX_WORK={raw!r} is not an integer; allowed: 1000 to 1000000000") from None
+    if not 1000 <= value <= 10**9:
+        raise ValueError(f"ADAMEZO_APP_MAX_WORK={value} is out of range; allowed: 1000 to 1000000000")
+    return value
+
+
+def step_cost(name: str, hyper: Mapping[str, Any]) -> float:
+    """One step of optimizer ``name`` with ``hyper``, in MeZO steps."""
+    if not OPTIMIZERS[name].zeroth_order:
+        return FIRST_ORDER_COST
+    return STEP_COST.get(name, 1.0) + HORIZON_COST * float(hyper.get("horizon") or 0)
+
+
+def runs_work(runs: Iterable[tuple[str, int, Mapping[str, Any], int]]) -> float:
+    """The work of ``(optimizer, steps, hyper, repeats)`` runs, in MeZO steps (a first-order run is
+    computed once for every seed)."""
+    return sum(steps * step_cost(n, h) * (repeats if OPTIMIZERS[n].zeroth_order else 1)
+               for n, steps, h, repeats in runs)
+
+
+def playground_work(values: Mapping[str, Any]) -> float:
+    """What a Playground setting asks for, in MeZO steps: every run, and with equal path lengths the
+    matching of every other optimizer's lr."""
+    names = list(values["opts"])
+    steps, repeats = int(values["steps"]), int(values["repeats"])
+    fair = values.get("fair", "off")
+    hypers = {n: hyper_of(values, n) for n in names}
+    each = {n: steps for n in names}
+    if fair == "budget":  # steps = forward passes / passes per step: never more than `steps` × 2
+        each = {n: 2 * steps // max(1, OPTIMIZERS[n].forward_passes_per_step) for n in names}
+    work = runs_work((n, each[n], hypers[n], repeats) for n in names)
+    if fair == "path" and len(names) > 1:
+        work += sum(MATCH_EVALUATIONS * steps * step_cost(n, hypers[n]) for n in names[1:])
+    return work
+
+
+def compare_work(values: Mapping[str, Any], plan: Sequence[SweepRun]) -> float:
+    return runs_work((r.optimizer, int(values["steps"]), r.hyper, int(values["repeats"])) for r in plan)
+
+
+def work_message(work: float, budget: int, what: str) -> str | None:
+    """``None`` if ``work`` fits the budget, else the sentence a page shows instead of computing."""
+    if work <= budget:
+        return None
+    return (f"This setting asks for about {work:,.0f} optimizer steps of computing ({what}); the app does at most "
+            f"{budget:,} per change. Lower the steps, the repeats, the number of optimizers or values, or "
+            f"AdaMeZO's horizon K (each unit of K costs {HORIZON_COST:g} of a MeZO step).")
+
+
+#: A custom domain's width and height may differ by at most this factor (the plot keeps x and y at the
+#: same scale; beyond it the picture is a line).
+MAX_DOMAIN_ASPECT = 100.0
+
+
+def check_domain_aspect(values: Mapping[str, Any]) -> None:
+    """``ValueError`` if a custom domain is too elongated to draw."""
+    if values.get("ls") != "custom":
+        return
+    width = float(values["dx1"]) - float(values["dx0"])
+    height = float(values["dy1"]) - float(values["dy0"])
+    if width > 0 and height > 0 and not 1 / MAX_DOMAIN_ASPECT <= width / height <= MAX_DOMAIN_ASPECT:
+        raise ValueError(f"the domain is {width:.4g} wide and {height:.4g} tall; allowed: width and height within "
+                         f"a factor {MAX_DOMAIN_ASPECT:g} of each other")
+
+
 # --------------------------------------------------------------------------------- widgets
 def optimizer_controls(page: str, name: str, container=None, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One widget per hyperparameter of ``name`` (generated from its specs); returns their values.

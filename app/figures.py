@@ -173,8 +173,8 @@ def contour_image(surface: Surface, pixels: int = 520) -> str:
 
     (x0, x1), (y0, y1) = surface.domain
     aspect = (y1 - y0) / (x1 - x0)
-    width = pixels if aspect <= 1 else int(round(pixels / aspect))
-    height = int(round(width * aspect))
+    width = max(2, pixels if aspect <= 1 else int(round(pixels / aspect)))
+    height = max(2, int(round(width * aspect)))  # an elongated domain still gives a drawable image
     fig = Figure(figsize=(width / 100, height / 100), dpi=100)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()

@@ -32,4 +32,6 @@ page.run()
 try:
     compute.start_workers()  # in the background; a no-op once they run
 except ValueError as exc:
-    st.warning(f"{exc}. New trajectories are computed in the server process, one after another.")
+    from app.text import plain
+
+    st.warning(plain(f"{exc}. New trajectories are computed in the server process, one after another."))

@@ -172,8 +172,22 @@ def text_field(key: str, default: str, max_len: int, help: str = "") -> Field:
 GLOBAL_HYPER = ("seed", "seed_budget", "chunk_size", "workers")
 
 
+#: An integer hyperparameter without an upper bound in the library (AdaMeZO's horizon K) is capped in the
+#: app at this many times its slider's top: its cost grows with it, and a link must not set it to 10⁹.
+APP_INT_CAP_FACTOR = 4
+
+
+def app_high(spec: HyperSpec) -> float | None:
+    """The largest value the app accepts for ``spec`` (the library may accept more from code)."""
+    if spec.kind == "int" and spec.high is None and spec.ui_high is not None:
+        return APP_INT_CAP_FACTOR * spec.ui_high
+    return None
+
+
 def spec_field(key: str, spec: HyperSpec, owner: str, default: Any | None = None) -> Field:
-    """A field for one registry hyperparameter, validated by the spec itself (one source of truth)."""
+    """A field for one registry hyperparameter, validated by the spec itself (one source of truth), and
+    capped at :func:`app_high` where the spec has no upper bound."""
+    cap = app_high(spec)
 
     def parse(raw: str) -> Any:
         text = str(raw).strip()
@@ -192,9 +206,13 @@ def spec_field(key: str, spec: HyperSpec, owner: str, default: Any | None = None
             except ValueError:
                 value = text
         try:
-            return spec.validate(value, owner)
+            value = spec.validate(value, owner)
         except ValueError as exc:
             raise ValueError(f"{key}: {exc}") from None
+        if cap is not None and value is not None and value > cap:
+            raise ValueError(f"{key}={raw!r} is too large for the app; allowed: {spec.allowed()} and at most "
+                             f"{cap:g} (the library accepts more from code)")
+        return value
 
     return Field(key, spec.default if default is None else default, parse,
                  str if spec.kind == "choice" else fmt_number, spec.help)

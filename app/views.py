@@ -14,29 +14,54 @@ from optimizers import OPTIMIZERS
 
 from app import chart, compute, controls
 from app import figures as F
+from app.text import plain
 
 def _landscape(values: Mapping[str, Any]):
     """The landscape of a setting, or ``None`` after showing why it could not be built."""
     try:
+        controls.check_domain_aspect(values)
         key = controls.landscape_key_of(values)
         return key, compute.build_landscape(key)
     except ValueError as exc:
-        st.error(f"The landscape could not be built: {exc}")
+        st.error(plain(f"The landscape could not be built: {exc}"))
         return None, None
 
 
+def over_budget(work: float, what: str) -> bool:
+    """Show why a setting is not computed when it asks for more than the work budget."""
+    try:
+        budget = controls.max_work()
+    except ValueError as exc:
+        st.warning(plain(f"{exc}. Using the default budget of {controls.DEFAULT_MAX_WORK:,} steps."))
+        budget = controls.DEFAULT_MAX_WORK
+    message = controls.work_message(work, budget, what)
+    if message:
+        st.error(plain(message))
+    return message is not None
+
+
 def divergence_messages(paths: Sequence[F.Path], domain) -> list[str]:
-    """One sentence per run that diverged or left the plotted domain."""
+    """One sentence per run that diverged (a non-finite loss, or a loss a million times its start's),
+    left the plotted domain, or started outside it."""
     out = []
     for p in paths:
         if p.diverged_at is not None:
             out.append(f"{p.label} diverged at step {p.diverged_at}: the loss became non-finite, so the run "
                        f"stopped there (marked ✕). Try a smaller lr or eps.")
+            continue
+        left = F.escaped_at(p.xy, domain)
+        if left is None:
+            continue
+        first, last = float(p.loss[0]), float(p.loss[-1])
+        if left == 0:
+            out.append(f"{p.label} starts outside the plotted domain, at ({p.xy[0, 0]:.4g}, {p.xy[0, 1]:.4g}); "
+                       "choose a start inside it to see the path.")
+        elif math.isfinite(last) and abs(last) > 1e6 * max(1.0, abs(first)):
+            out.append(f"{p.label} diverged: its loss grew from {first:.3g} to {last:.3g} and the path left the "
+                       f"plotted domain at step {left}. Try a smaller lr or eps.")
         else:
-            left = F.escaped_at(p.xy, domain)
-            if left is not None:
-                out.append(f"{p.label} left the plotted domain at step {left} (final loss {p.loss[-1]:.3g}); "
-                           f"its lr is probably too large for this landscape.")
+            out.append(f"{p.label} left the plotted domain at step {left} (final loss {last:.3g}); "
+                       f"its lr is probably too large for this landscape.")
     return out
 
 
@@ -56,6 +81,10 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
     if not names:
         messages.error("Choose at least one optimizer.")
         return None
+    with messages:
+        if over_budget(controls.playground_work(values), f"{steps} steps × {repeats} seed(s) × {len(names)} "
+                                                             f"optimizer(s)"):
+            return None
     hypers = {n: controls.hyper_of(values, n) for n in names}
     steps_of = {n: steps for n in names}
     fair = values.get("fair", "off")
@@ -67,9 +96,15 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
                      + ". First-order Adam's backward pass is not counted.")
     elif fair == "path" and len(names) > 1:
         ref = "adam" if "adam" in names else names[0]
-        ref_run = compute.trajectory(lkey, ref, steps, compute.hyper_items(hypers[ref]), start, seed, budget)
-        target = ref_run.path_length
-        if ref_run.diverged_at is not None or not math.isfinite(target) or target <= 0:
+        try:
+            ref_run = compute.trajectory(lkey, ref, steps, compute.hyper_items(hypers[ref]), start, seed, budget)
+            target = ref_run.path_length
+        except ValueError as exc:
+            ref_run, target = None, math.nan
+            messages.error(plain(f"{OPTIMIZERS[ref].title} could not run: {exc}"))
+        if ref_run is None:
+            pass
+        elif ref_run.diverged_at is not None or not math.isfinite(target) or target <= 0:
             messages.warning(f"Equal path length needs a reference run that moves and stays finite; "
                              f"{OPTIMIZERS[ref].title} did not, so the learning rates are left as set.")
         else:
@@ -83,7 +118,7 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
                         match = compute.matched_lr(lkey, n, target, steps, compute.hyper_items(others), start,
                                                    seed, budget)
                     except ValueError as exc:
-                        messages.warning(f"Could not match {OPTIMIZERS[n].title}'s path length: {exc}")
+                        messages.warning(plain(f"Could not match {OPTIMIZERS[n].title}'s path length: {exc}"))
                         continue
                     hypers[n] = hypers[n] | {"lr": match.lr}
                     tolerance = match.tolerance
@@ -110,7 +145,7 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
         try:
             r = compute.run_setting(lkey, n, steps_of[n], hypers[n], start, seed, budget, repeats)
         except ValueError as exc:
-            messages.error(f"{OPTIMIZERS[n].title} could not run: {exc}")
+            messages.error(plain(f"{OPTIMIZERS[n].title} could not run: {exc}"))
             continue
         results.append(r)
         paths.append(r.path(colours[n]))
@@ -183,7 +218,10 @@ def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = Tr
     try:
         plan = controls.sweep_plan(values)
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
+        return None
+    if over_budget(controls.compare_work(values, plan), f"{values['steps']} steps × {values['repeats']} seed(s) × "
+                                                          f"{len(plan)} panel(s)"):
         return None
     start = controls.start_point(values, ls)
     steps, seed, repeats = int(values["steps"]), int(values["seed"]), int(values["repeats"])
@@ -200,7 +238,7 @@ def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = Tr
         try:
             r = compute.run_setting(lkey, n, steps, p.hyper, start, seed, p.seed_budget, repeats)
         except ValueError as exc:
-            messages.error(f"{p.label}: {exc}")
+            messages.error(plain(f"{p.label}: {exc}"))
             continue
         runs.append((n, p.value, r))
         seed_paths = [F.Path(f"seed {t.seed}", colour, t.xy, t.loss, t.forward_passes, t.diverged_at,

@@ -314,7 +314,8 @@ def custom(
 
     start_value = _evaluate(f, np.array(start))
     if not (start_value.shape == () and math.isfinite(float(start_value))):
-        raise ValueError(f"the formula {text!r} is not finite at the start {start} (value {float(start_value)!r}); "
+        raise ValueError(f"the formula {text!r} is not finite at the start ({start[0]:.4g}, {start[1]:.4g}) "
+                         f"(value {float(start_value)!r}); "
                          "choose another start or formula")
     xs, ys = np.linspace(x0, x1, 81), np.linspace(y0, y1, 81)
     Z = _evaluate(f, np.stack(np.meshgrid(xs, ys), axis=-1))

@@ -8,6 +8,7 @@ from optimizers import OPTIMIZERS
 
 from app import controls, state, views
 from app.presets import SWEEP_DEFAULTS
+from app.text import plain
 
 PAGE = "compare"
 FIELDS = controls.compare_fields()
@@ -40,7 +41,7 @@ st.title("Compare")
 st.caption("One hyperparameter swept over several values, for one optimizer or several side by side: small "
            "multiples of the paths, the loss with its spread over seeds, and a ranking.")
 for e in errors:
-    st.warning(e)
+    st.warning(plain(e))
 
 with st.sidebar:
     st.header("Setting")

@@ -13,6 +13,7 @@ import streamlit as st
 from app import chart, compute, controls, state, views
 from app import figures as F
 from app import lessons as L
+from app.text import plain
 
 PAGE = "lessons"
 SLUGS = [lesson.slug for lesson in L.LESSONS]
@@ -53,7 +54,7 @@ def page_values(lesson: L.Lesson, first: int, count: int) -> tuple[dict, dict]:
     fields = controls.playground_fields() if lesson.page == "playground" else controls.compare_fields()
     values, bad = controls.setting_from_params(fields, params)
     for b in bad:  # a lesson's own setting is checked like a link
-        st.error(b)
+        st.error(plain(b))
     return params, values
 
 
@@ -87,7 +88,7 @@ def trajectory_lesson(lesson: L.Lesson, values: dict, box) -> None:
     try:
         measured = L.trajectory_values(lesson, runs, ls)
     except ValueError as exc:
-        box.error(f"The claim could not be measured: {exc}")
+        box.error(plain(f"The claim could not be measured: {exc}"))
         return
     show_verdict(box, lesson, measured)
 
@@ -157,7 +158,7 @@ def memory_lesson(lesson: L.Lesson, box) -> None:
 errors = state.load(PAGE, FIELDS)
 st.title("Lessons")
 for e in errors:
-    st.warning(e)
+    st.warning(plain(e))
 titles = {lesson.slug: lesson.title for lesson in L.LESSONS}
 with st.sidebar:
     st.header("Lesson")

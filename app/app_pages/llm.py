@@ -17,6 +17,7 @@ from optimizers import OPTIMIZERS
 
 from app import chart, controls, state
 from app import figures as F
+from app.text import plain
 
 try:
     from llm_demo import paths as P
@@ -158,7 +159,7 @@ def live() -> None:
                         R.stop_run(run.path, token)
                         st.toast(f"Asked {run.name} to stop; it saves a checkpoint first.")
                     except ValueError as exc:
-                        st.error(str(exc))
+                        st.error(plain(exc))
             elif run.status == "running":
                 stop.caption("started by another session: only that session can stop it")
             st.progress(c["progress"], text=f"step {c['step']} / {run.steps} · ETA {fmt_eta(c['eta_s'])}")
@@ -169,7 +170,7 @@ def live() -> None:
             m[3].metric("optimizer state", F.human_bytes(c["optimizer_state_bytes"]))
             m[4].metric("dev accuracy", "—" if c["eval_accuracy"] is None else f"{c['eval_accuracy']:.3f}")
             if run.status == "failed" and run.error:
-                st.error(f"{run.name} failed: {run.error}")
+                st.error(plain(f"{run.name} failed: {run.error}"))
             if skipped:
                 st.caption(f"{skipped} unreadable line(s) of its metrics.jsonl were skipped.")
             if records:
@@ -188,7 +189,7 @@ def live() -> None:
 
 st.title("LLM fine-tune")
 if IMPORT_ERROR is not None:
-    st.error(f"The LLM demo could not be loaded ({IMPORT_ERROR}); the other pages still work.")
+    st.error(plain(f"The LLM demo could not be loaded ({IMPORT_ERROR}); the other pages still work."))
     st.stop()
 
 FIELDS = fields()
@@ -197,7 +198,7 @@ errors = state.load(PAGE, FIELDS)
 st.caption("Fine-tune a causal language model with zeroth-order optimizers (forward passes only) or Adam, side by "
            "side. Runs go on in the background; reload the page to find them again.")
 for e in errors:
-    st.warning(e)
+    st.warning(plain(e))
 
 with st.sidebar:
     st.header("New runs")
@@ -237,7 +238,7 @@ elif len(values["opts"]) > free:
             f"the first {free} chosen optimizer(s) will start, the others will be refused.")
 if st.button("▶ Start runs", type="primary", disabled=not values["opts"], key="llm:start"):
     for problem in start_runs(values):
-        st.error(problem)
+        st.error(plain(problem))
     st.session_state.pop("llm:show", None)
 
 live()

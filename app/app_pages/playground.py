@@ -8,6 +8,7 @@ import landscapes
 from optimizers import OPTIMIZERS
 
 from app import controls, state, views
+from app.text import plain
 
 PAGE = "playground"
 FIELDS = controls.playground_fields()
@@ -39,7 +40,7 @@ st.title("Playground")
 st.caption("Zeroth-order optimizers (MeZO, AdaMeZO, ZO-Adam, HiZOO) and first-order Adam on a 2-D landscape: "
            "the same optimizer classes that fine-tune the LLM, on a 2-element parameter.")
 for e in errors:
-    st.warning(e)
+    st.warning(plain(e))
 
 with st.sidebar:
     st.header("Setting")

@@ -28,6 +28,13 @@ def decode(value):
     return np.asarray(value, dtype=object) if value is not None else None
 
 
+def text(element) -> str:
+    """What a message element shows: its body with the Markdown escapes of ``app.text.plain`` undone."""
+    from app.text import unescape
+
+    return unescape(element.value)
+
+
 def charts(at) -> list[dict]:
     """The figures of every chart on the page (``app.chart.plotly_chart`` components), in page order.
     Every chart goes through that component: a plain ``st.plotly_chart`` would be remounted, and slow,
@@ -39,8 +46,9 @@ def charts(at) -> list[dict]:
             if e.proto.component_name == chart.NAME]
 
 
-def open_page(page: str | None, params: dict | None = None, timeout: float = 120):
-    """Run the app at ``page`` (``app_pages/NAME.py``) with URL ``params``, as a link would open it."""
+def open_page(page: str | None, params: dict | None = None, timeout: float = 120, after_warmup=None):
+    """Run the app at ``page`` (``app_pages/NAME.py``) with URL ``params``, as a link would open it.
+    ``after_warmup()`` is called between AppTest's warm-up run and the page's own run."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(MAIN, default_timeout=timeout)
@@ -49,9 +57,11 @@ def open_page(page: str | None, params: dict | None = None, timeout: float = 120
             at.query_params[k] = v
         return at.run()
     # AppTest needs one run before a page switch: make it a cheap one (one MeZO step).
-    for k, v in {"view": "playground", "opts": "mezo", "steps": "1"}.items():
+    for k, v in {"view": "playground", "opts": "mezo", "steps": "1", "repeats": "1"}.items():
         at.query_params[k] = v
     at.run()
+    if after_warmup is not None:
+        after_warmup()
     at.switch_page(page)
     at.query_params.clear()
     for k, v in (params or {}).items():

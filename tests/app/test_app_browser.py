@@ -152,7 +152,7 @@ def test_app_in_a_real_browser(server):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
-        page.goto(f"{server}/?view=playground&opts=mezo,adamezo,adam&steps=500", timeout=60_000)
+        page.goto(f"{server}/?view=playground&opts=mezo,adamezo,adam&steps=500&repeats=1", timeout=60_000)
         page.wait_for_selector(".js-plotly-plot .imagelayer image", state="attached", timeout=120_000)
         wait_idle(page)
         assert_no_errors(page)
@@ -268,4 +268,29 @@ def test_app_in_a_real_browser(server):
                 page.wait_for_selector(".js-plotly-plot", timeout=60_000)
             if title == "LLM fine-tune":
                 page.wait_for_selector("text=Start runs", timeout=30_000)
+        browser.close()
+
+
+def test_markdown_from_a_link_is_shown_as_text(server):
+    """The issue's hostile link: no clickable link and no external image in the page, the text as typed."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    steps = "**[Session expired](https://evil.example/login)**"
+    seed = "![x](https://evil.example/t.png)"
+    from urllib.parse import quote, urlparse
+
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1024, "height": 768})
+        requested = []
+        page.on("request", lambda r: requested.append(r.url))
+        page.goto(f"{server}/?view=playground&opts=mezo&repeats=1&steps={quote(steps)}&seed={quote(seed)}",
+                  timeout=60_000)
+        page.wait_for_selector('[data-testid="stAlertContentWarning"]', timeout=60_000)
+        wait_idle(page)
+        alerts = page.locator('[data-testid="stAlertContentWarning"]')
+        shown = " ".join(alerts.all_inner_texts()).replace("\u2060", "")  # app.text.plain's word joiners
+        assert f"steps='{steps}' is not an integer" in shown and f"seed='{seed}' is not an integer" in shown
+        assert alerts.locator("a").count() == 0 and alerts.locator("img").count() == 0
+        assert page.locator('a[href*="evil.example"], img[src*="evil.example"]').count() == 0
+        assert not [u for u in requested if urlparse(u).hostname == "evil.example"]  # no image fetched
         browser.close()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import landscapes
-from conftest import charts, decode, metrics_table, open_page
+from conftest import text, charts, decode, metrics_table, open_page
 
 from app import lessons as lessons_mod  # noqa: E402
 from app.presets import DEMO_HYPER  # noqa: E402
@@ -47,7 +47,7 @@ def test_playground_default_is_lesson_1_and_matches_the_library():
     thing a teacher sees is AdaMeZO ending far below MeZO, as the lesson claims."""
     at = open_page(None, {"surface3d": "1"})
     no_crash(at)
-    assert [e.value for e in at.error] == [] and [w.value for w in at.warning] == []
+    assert [text(e) for e in at.error] == [] and [text(w) for w in at.warning] == []
     spec = contour_spec(at)
     paths = path_traces(spec)
     assert list(paths) == ["Adam (first order)", "MeZO", "AdaMeZO"]
@@ -128,7 +128,7 @@ def test_playground_bad_link_values_warn_and_fall_back():
     at = open_page(PLAY, {"view": "playground", "steps": "abc", "adamezo.beta1": "1.5", "opts": "mezo,nope",
                           "ls": "atlantis"})
     no_crash(at)
-    warnings = "\n".join(w.value for w in at.warning)
+    warnings = "\n".join(text(w) for w in at.warning)
     assert "steps='abc' is not an integer" in warnings and "Using steps=1000 instead" in warnings
     assert "invalid beta1=1.5 (too large); allowed: a number >= 0 and < 1" in warnings
     assert "unknown value 'nope'" in warnings and "ls='atlantis' is not a known option" in warnings
@@ -150,7 +150,7 @@ def test_playground_custom_formula_good_and_bad():
     at = open_page(PLAY, {"view": "playground", "ls": "custom", "expr": "__import__('os').system('true')",
                           "opts": "mezo", "steps": "20"})
     no_crash(at)
-    errors = [e.value for e in at.error]
+    errors = [text(e) for e in at.error]
     assert len(errors) == 1 and errors[0].startswith("The landscape could not be built: invalid formula")
     assert charts(at) == []
 
@@ -159,14 +159,19 @@ def test_playground_divergence_is_a_marked_end_and_a_message():
     at = open_page(PLAY, {"view": "playground", "ls": "custom", "expr": "sqrt(x) + y**2", "dx0": "0", "dx1": "3",
                           "dy0": "-1", "dy1": "1", "opts": "mezo,adam", "mezo.lr": "0.05", "steps": "50"})
     no_crash(at)
-    warnings = [w.value for w in at.warning]
+    warnings = [text(w) for w in at.warning]
     assert any(w.startswith("MeZO diverged at step ") for w in warnings)
     spec = contour_spec(at)
     marker = next(t for t in spec["data"] if t["name"] == "diverged")
     assert len(marker["x"]) >= 1 and "MeZO diverged at step" in marker["hovertext"][0]
-    # Escaping without a non-finite value is reported too.
-    at = open_page(PLAY, {"view": "playground", "opts": "mezo", "mezo.lr": "0.05", "steps": "100"})
-    assert any("MeZO left the plotted domain at step" in w.value for w in at.warning)
+    # Blowing up to a huge but finite loss is divergence too (a ZO run freezes there rather than reaching inf).
+    at = open_page(PLAY, {"view": "playground", "opts": "mezo", "mezo.lr": "0.05", "steps": "100", "repeats": "1"})
+    assert any(text(w).startswith("MeZO diverged: its loss grew from 12.5 to 2.36e+97 and the path left the "
+                                  "plotted domain at step") for w in at.warning)
+    # A start outside the plotted domain is said to be one.
+    at = open_page(PLAY, {"view": "playground", "opts": "adam", "steps": "5", "x0": "10", "y0": "1"})
+    assert [text(w) for w in at.warning] == [
+        "Adam (first order) starts outside the plotted domain, at (10, 1); choose a start inside it to see the path."]
 
 
 def test_playground_fair_comparison_budget_and_path_length():
@@ -176,14 +181,14 @@ def test_playground_fair_comparison_budget_and_path_length():
     assert table["MeZO"]["steps"] == "40" and table["Adam (first order)"]["steps"] == "80"
     assert table["HiZOO"]["steps"] == "26"
     assert table["MeZO"]["forward passes"] == "80" and table["HiZOO"]["forward passes"] == "78"
-    assert any("Equal forward passes: every optimizer gets 80 forward passes" in c.value for c in at.caption)
+    assert any("Equal forward passes: every optimizer gets 80 forward passes" in text(c) for c in at.caption)
     at = open_page(PLAY, {"view": "playground", "opts": "adam,adamezo", "steps": "30", "fair": "path"})
     no_crash(at)
     table = {r["optimizer"]: r for r in metrics_table(at)}
     ref = float(table["Adam (first order)"]["path length"])
     assert float(table["AdaMeZO"]["path length"]) == pytest.approx(ref, rel=0.03)
     assert float(table["AdaMeZO"]["lr"]) != pytest.approx(DEMO_HYPER["adamezo"]["lr"])
-    assert any("Equal path length" in c.value for c in at.caption)
+    assert any("Equal path length" in text(c) for c in at.caption)
 
 
 # --------------------------------------------------------------------------------- compare
@@ -216,12 +221,12 @@ def test_compare_seed_budget_and_bad_values():
     assert sorted(at.dataframe[0].value["value"]) == ["1", "2", "none"]
     at = open_page(COMPARE, {"view": "compare", "values": "0.5, 2", "steps": "20"})
     no_crash(at)
-    assert [e.value for e in at.error] == [
+    assert [text(e) for e in at.error] == [
         "The values to sweep are not valid: beta1: AdaMeZO: invalid beta1=2.0 (too large); "
         "allowed: a number >= 0 and < 1"]
     at = open_page(COMPARE, {"view": "compare", "opt": "mezo", "param": "horizon", "steps": "20"})
     no_crash(at)
-    assert any("MeZO has no hyperparameter 'horizon' to sweep" in e.value for e in at.error)
+    assert any("MeZO has no hyperparameter 'horizon' to sweep" in text(e) for e in at.error)
     assert at.selectbox(key="compare:param").value == "lr"
 
 
@@ -231,14 +236,14 @@ def test_compare_sweeps_betas_pairs_with_one_lr_per_value():
                              "lrs": "0.01, 0.0005", "ls": "quadratic", "kappa": "1000", "steps": "60",
                              "repeats": "1"})
     no_crash(at)
-    assert [e.value for e in at.error] == []
+    assert [text(e) for e in at.error] == []
     grid, loss = charts(at)
     assert [a["text"] for a in grid["layout"]["annotations"]] == ["betas = 0.7/0.9", "betas = 0/0"]
     rank = at.dataframe[0].value.set_index("value")
     assert rank.loc["0.7/0.9", "lr"] == 0.01 and rank.loc["0/0", "lr"] == 0.0005
     mezo = landscapes.run_trajectory(landscapes.get("quadratic", kappa=1000), "mezo", 60, {"lr": 0.0005})
     assert rank.loc["0/0", "median final loss"] == mezo.final_loss  # exactly MeZO
-    assert any("lr per value: 0.7/0.9 → 0.01, 0/0 → 0.0005" in c.value for c in at.caption)
+    assert any("lr per value: 0.7/0.9 → 0.01, 0/0 → 0.0005" in text(c) for c in at.caption)
     assert at.query_params["lrs"] == "0.01, 0.0005" and "adamezo.beta1" not in at.query_params
 
 
@@ -273,7 +278,7 @@ def test_compare_sweeps_two_optimizers_side_by_side():
 def test_compare_explains_bad_sweeps(params, message):
     at = open_page(COMPARE, {"view": "compare", "steps": "5"} | params)
     no_crash(at)
-    assert any(e.value.startswith(message) for e in at.error), [e.value for e in at.error]
+    assert any(text(e).startswith(message) for e in at.error), [text(e) for e in at.error]
 
 
 # --------------------------------------------------------------------------------- lessons
@@ -282,14 +287,14 @@ def test_each_lesson_shows_its_figure_its_rules_and_a_verdict_per_claim(slug):
     lesson = LESSON_BY_SLUG[slug]
     at = open_page(LESSONS, {"view": "lessons", "lesson": slug, "seeds": "1"})
     no_crash(at)
-    assert [e.value for e in at.error] == []
+    assert [text(e) for e in at.error] == []
     assert charts(at)
     verdicts = [b.value for b in [*at.success, *at.warning] if b.value.startswith(tuple(
         f"{stmt}." for stmt in (lessons_mod.statement(lesson, c) for c in lesson.claims)))]
     assert len(verdicts) == len(lesson.claims)
     assert all(("As claimed: " in v) or ("Not this time: " in v) for v in verdicts)
     if lesson.rules:
-        rules = [c.value for c in at.caption if c.value.startswith("**Learning rates**")]
+        rules = [text(c) for c in at.caption if c.value.startswith("**Learning rates**")]
         assert len(rules) == 1 and rules[0].count("\n- ") == len(lesson.rules)
     if lesson.kind != "memory":
         assert at.button(key=f"lessons:load:{slug}")
@@ -349,8 +354,8 @@ def test_memory_lesson_numbers_come_from_the_library():
 def test_lessons_bad_link_falls_back_to_the_first_lesson():
     at = open_page(LESSONS, {"view": "lessons", "lesson": "astrology", "seeds": "40"})
     no_crash(at)
-    assert any("lesson='astrology' is not a known option" in w.value for w in at.warning)
-    assert any("seeds='40' is out of range" in w.value for w in at.warning)
+    assert any("lesson='astrology' is not a known option" in text(w) for w in at.warning)
+    assert any("seeds='40' is out of range" in text(w) for w in at.warning)
     assert at.query_params["lesson"] == "paper" and at.query_params["seeds"] == "8"
 
 
@@ -392,10 +397,10 @@ def test_llm_page_bad_input_is_an_error_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAMEZO_MODEL_ROOTS", str(tmp_path))  # inside an allowed root, the page says what is wrong
     at = open_page(LLM, {"view": "llm", "model": str(tmp_path / "missing-model"), "opts": "mezo", "steps": "0"})
     no_crash(at)
-    assert any("steps='0' is out of range" in w.value for w in at.warning)
+    assert any("steps='0' is out of range" in text(w) for w in at.warning)
     at.button(key="llm:start").click().run()
     no_crash(at)
-    assert any("MeZO did not start" in e.value and "no such model folder" in e.value for e in at.error)
+    assert any("MeZO did not start" in e.value and "no such model folder" in text(e) for e in at.error)
 
 
 def test_llm_page_reads_no_path_outside_the_allowed_roots_and_does_not_say_what_exists(tmp_path, monkeypatch):
@@ -409,7 +414,7 @@ def test_llm_page_reads_no_path_outside_the_allowed_roots_and_does_not_say_what_
         at = open_page(LLM, {"view": "llm", "opts": "mezo", "steps": "5"} | link)
         at.button(key="llm:start").click().run()
         no_crash(at)
-        errors = [e.value for e in at.error]
+        errors = [text(e) for e in at.error]
         assert len(errors) == 1, errors
         seen[json.dumps(link)] = errors[0]
         assert "passwd" not in errors[0] and "/etc" not in errors[0] and "/no/such" not in errors[0]
@@ -431,7 +436,7 @@ def test_llm_page_survives_a_corrupt_metrics_line_and_a_rewritten_file(tmp_path,
     no_crash(at)
     loss, _ = charts(at)
     assert list(loss["data"][0]["x"]) == [2 * s for s in range(1, 21) if s != 5]
-    assert any("1 unreadable line(s) of its metrics.jsonl were skipped" in c.value for c in at.caption)
+    assert any("1 unreadable line(s) of its metrics.jsonl were skipped" in text(c) for c in at.caption)
     # a resume rewrites the file shorter (steps 1-3), and it regrows past where the page had read
     tmp = d / "metrics.jsonl.tmp"
     tmp.write_text("\n".join(lines[:3]) + "\n")
@@ -444,7 +449,7 @@ def test_llm_page_survives_a_corrupt_metrics_line_and_a_rewritten_file(tmp_path,
     no_crash(at)
     loss, _ = charts(at)
     assert list(loss["data"][0]["x"]) == [2 * s for s in range(1, 41)]
-    assert not any("unreadable" in c.value for c in at.caption)
+    assert not any("unreadable" in text(c) for c in at.caption)
 
 
 def test_charts_load_the_plotly_js_that_plotly_ships_and_only_the_contour_takes_clicks():
