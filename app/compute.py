@@ -24,7 +24,7 @@ from landscapes import Landscape, Trajectory
 from optimizers import OPTIMIZERS
 
 from app.controls import LandscapeKey, landscape_from_key, landscape_key  # noqa: F401  (re-exported)
-from app.figures import Path, Surface, colour_for
+from app.figures import Path, Surface, colour_for, number_text
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -116,6 +116,14 @@ def _compute(run_key: tuple) -> Trajectory:
                                      seed_budget=seed_budget)
 
 
+def missing_work(requests: Iterable[tuple]) -> float:
+    """The work (in MeZO steps, ``controls.step_cost``) of the runs of ``requests`` not cached yet."""
+    from app.controls import step_cost
+
+    keys = dict.fromkeys(_run_key(*r) for r in requests)
+    return sum(k[2] * step_cost(k[1], dict(k[3])) for k in keys if RUNS.get(k) is None)
+
+
 def prefetch(requests: Iterable[tuple]) -> None:
     """Compute the runs of ``requests`` (``trajectory`` arguments) that are not cached yet, together:
     on the worker processes when they are up and the work is large enough, else one after another.
@@ -182,26 +190,29 @@ def contour_image(key: LandscapeKey, n: int = 120, colour: str = "auto") -> str:
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def contour_figure(setting: tuple, _surface: Surface, _paths: Sequence[Path], align: str, _image: str):
-    """The animated contour of a setting as a plain figure dict (``figures.contour_animation_dict``),
-    built once per setting.
+def contour_figure(setting: tuple, _surface: Surface, _paths: Sequence[Path], align: str, _image: str,
+                   channel: str = ""):
+    """The contour of a setting, ready for the chart's player, as a plain figure dict
+    (``figures.contour_figure_dict``), built once per setting.
 
     ``setting`` is the full hashable setting the paths were computed from (landscape key, colour mode,
     start, every optimizer's name/steps/hyperparameters/colour, seed, seed budget, repeats): the
     unhashed ``_surface``, ``_paths`` and background ``_image`` are a pure function of it. The figure is shared between
     reruns and sessions and must not be modified (``app.chart.plotly_chart`` only reads it).
     """
-    from app.figures import contour_animation_dict
+    from app.figures import contour_figure_dict
 
-    return contour_animation_dict(_surface, _paths, align=align, max_frames=60, image=_image)
+    return contour_figure_dict(_surface, _paths, align=align, image=_image, channel=channel)
 
 
 @st.cache_resource(max_entries=32, show_spinner=False)
-def loss_figure(setting: tuple, _paths: Sequence[Path], f_min: float | None, title: str):
-    """The loss-against-forward-passes figure of a setting, built once (same contract as above)."""
+def loss_figure(setting: tuple, _paths: Sequence[Path], f_min: float | None, title: str, align: str = "step",
+                channel: str = ""):
+    """The loss-against-forward-passes figure of a setting, built once (same contract as above); its
+    cursor follows the contour's clock on ``channel``."""
     from app.figures import loss_figure as build
 
-    return build(_paths, f_min, title=title)
+    return build(_paths, f_min, title=title, align=align, channel=channel)
 
 
 @dataclass
@@ -292,6 +303,23 @@ def metrics_rows(results: Sequence[RunResult], landscape: Landscape) -> list[dic
     return rows
 
 
+#: The metrics table's columns that matter for a verdict; the rest go under "More metrics".
+MAIN_METRICS = ("optimizer", "lr", "final loss", "median final loss (seeds)", "distance to minimum")
+PRESENT_METRICS = ("optimizer", "median final loss (seeds)", "final loss")
+
+
+def split_metrics(rows: Sequence[dict], presenting: bool = False) -> tuple[list[dict], list[dict]]:
+    """The metrics rows as (main columns, the others with the optimizer column), so that neither table is
+    wider than a projector's page (in presentation mode the main table keeps only the final losses)."""
+    keep = PRESENT_METRICS if presenting else MAIN_METRICS
+    main = [{k: r[k] for k in keep if k in r} for r in rows]
+    if presenting and rows and "median final loss (seeds)" not in rows[0]:
+        main = [{k: r[k] for k in ("optimizer", "final loss", "distance to minimum")} for r in rows]
+    shown = set(main[0]) if main else set()
+    more = [{"optimizer": r["optimizer"]} | {k: v for k, v in r.items() if k not in shown} for r in rows]
+    return main, more
+
+
 def markdown_table(rows: Sequence[dict]) -> str:
     """Rows as a Markdown table: floats to 4 significant digits, everything else as text.
 
@@ -304,7 +332,7 @@ def markdown_table(rows: Sequence[dict]) -> str:
 
     def cell(v: Any) -> str:
         if isinstance(v, float):
-            return "—" if math.isnan(v) else f"{v:.4g}"
+            return "—" if math.isnan(v) else number_text(v)
         return "—" if v is None else str(v).replace("|", "\\|")
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -324,8 +352,7 @@ def ranking_rows(values: Sequence[Any], results: Sequence[RunResult], fmt,
             "value": fmt(v),
             **({"lr": lrs[i]} if lrs is not None else {}),
             "median final loss": float(np.median(finals)),
-            "best seed": float(np.min(finals)),
-            "worst seed": float(np.max(finals)),
+            "seeds: best – worst": f"{number_text(float(np.min(finals)))} – {number_text(float(np.max(finals)))}",
             "median path length": float(np.median([t.path_length for t in r.runs])),
             "diverged": f"{r.summary.diverged}/{len(r.runs)}",
         })

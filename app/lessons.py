@@ -616,7 +616,8 @@ def verify_rules(lesson: Lesson, runner: Runner = run_here,
         try:
             lr = rule_lr(lesson, subject, lrs)
         except KeyError:
-            out.append(RuleCheck(lesson, subject, False, f"{label}: no stored lr; run `python -m app.lessons calibrate`"))
+            out.append(RuleCheck(lesson, subject, False,
+                                 f"{label}: no stored lr; run `python -m app.lessons calibrate`"))
             continue
         if isinstance(rule, SameAs):
             out.append(RuleCheck(lesson, subject, True, f"{label}: lr {lr:.4g}, {rule.describe()}"))

@@ -17,7 +17,11 @@ import streamlit as st  # noqa: E402
 
 from app import compute  # noqa: E402
 
-st.set_page_config(page_title="AdaMeZO lab", page_icon="🧭", layout="wide")
+# Presentation mode (for a projector): from the link on arrival, then the sidebar's toggle; kept in the URL.
+if "present" not in st.session_state:
+    st.session_state["present"] = st.query_params.get("present", "0").strip().lower() in ("1", "true", "on", "yes")
+st.set_page_config(page_title="AdaMeZO lab", page_icon="🧭", layout="wide",
+                   initial_sidebar_state="collapsed" if st.session_state["present"] else "auto")
 
 PAGES = [
     st.Page("app_pages/playground.py", title="Playground", icon="🎯", url_path="playground", default=True),
@@ -27,6 +31,11 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
+with st.sidebar:
+    st.toggle("Presentation mode", key="present",
+              help="For a projector: the sidebar folds away, chart text is larger, lines thicker, charts "
+                   "stack below each other unless the screen is wide, and tables keep the columns that "
+                   "matter. Kept in the link.")
 page.run()
 # After the page, so that starting them (seconds of CPU each) does not slow the first page down.
 try:

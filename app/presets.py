@@ -64,7 +64,8 @@ def demo_defaults(name: str) -> dict[str, object]:
 
 
 PLAYGROUND_DEFAULT = {"ls": LANDING["ls"], "opts": LANDING["opts"].split(","), "steps": int(LANDING["steps"]),
-                      "budget": None if LANDING["budget"] == "none" else int(LANDING["budget"]), "repeats": int(LANDING["repeats"])}
+                      "budget": None if LANDING["budget"] == "none" else int(LANDING["budget"]),
+                      "repeats": int(LANDING["repeats"])}
 #: The Compare page starts lighter: one run per value.
 COMPARE_DEFAULT = {"ls": "rosenbrock", "steps": 500, "budget": None, "repeats": 1}
 #: Values the Compare page offers for each sweepable hyperparameter (a start; any list can be typed).

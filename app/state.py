@@ -274,7 +274,8 @@ def load(page: str, fields: Sequence[Field]) -> list[str]:
     arrived = ss.get("_page") != page
     ss["_page"] = page
     if not arrived:
-        return []
+        carried = ss.pop("_carried_errors", None)  # see carry_errors()
+        return list(carried[1]) if carried and carried[0] == page else []
     saved = ss.get(f"_saved:{page}", {})
     params = {k: st.query_params.get_all(k) for k in st.query_params.keys()}
     view = params.get(VIEW_KEY)
@@ -288,7 +289,18 @@ def load(page: str, fields: Sequence[Field]) -> list[str]:
             ss[widget_key(page, f.key)] = f.default
         else:
             ss[widget_key(page, f.key)] = saved.get(f.key, f.default)
+    ss["_load_errors"] = (page, list(errors))
     return errors
+
+
+def carry_errors() -> None:
+    """Show this run's link messages again in the next run (a page that reruns itself at once, to show
+    its runs in two passes, would otherwise lose them: they are only made when the user arrives)."""
+    import streamlit as st
+
+    last = st.session_state.get("_load_errors")
+    if last is not None:
+        st.session_state["_carried_errors"] = last
 
 
 def ensure(page: str, f: Field) -> str:
@@ -313,6 +325,8 @@ def save(page: str, fields: Sequence[Field], values: Mapping[str, Any]) -> None:
 
     st.session_state[f"_saved:{page}"] = dict(values)
     target = {VIEW_KEY: page} | dump_params(fields, values)
+    if st.session_state.get("present"):
+        target["present"] = "1"
     current = {k: st.query_params.get(k) for k in st.query_params.keys()}
     if current != target:
         st.query_params.from_dict(target)

@@ -12,7 +12,7 @@ import streamlit as st
 
 from optimizers import OPTIMIZERS
 
-from app import chart, compute, controls
+from app import chart, compute, controls, state
 from app import figures as F
 from app.text import plain
 
@@ -139,8 +139,18 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
                              + ".")
     results, paths = [], []
     colours = compute.colours(names)
-    compute.prefetch(r for n in names
-                     for r in compute.setting_runs(lkey, n, steps_of[n], hypers[n], start, seed, budget, repeats))
+    requests = [r for n in names
+                for r in compute.setting_runs(lkey, n, steps_of[n], hypers[n], start, seed, budget, repeats)]
+    # A setting with many new runs (the landing view: 8 seeds) shows its first seed at once, then reruns for
+    # the others: the first picture comes in about a second instead of after every seed.
+    setting_id = str(hash((lkey, start, seed, budget, repeats, tuple(requests))))
+    first_pass = (repeats > 1 and compute.missing_work(requests) > PROGRESSIVE_MIN_WORK
+                  and st.session_state.get(f"{key}:progressive") != setting_id)
+    if first_pass:
+        st.session_state[f"{key}:progressive"] = setting_id
+        repeats = 1
+        messages.info(f"Showing seed {seed}; the other {int(values['repeats']) - 1} seed(s) are being computed…")
+    compute.prefetch(r for r in requests if r[5] < seed + repeats)
     for n in names:
         try:
             r = compute.run_setting(lkey, n, steps_of[n], hypers[n], start, seed, budget, repeats)
@@ -163,47 +173,58 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
     setting = (lkey, colour_mode, start, seed, budget, repeats, align,
                tuple((n, steps_of[n], compute.hyper_items(hypers[n]), colours[n]) for n in names
                      if any(r.name == n for r in results)))
-    fig = compute.contour_figure(setting, surf, paths, align,
-                                 compute.contour_image(lkey, 120, colour_mode))
-    out: dict[str, Any] = {"contour": fig, "paths": paths, "results": results, "surface": surf}
+    fig = compute.contour_figure(setting, surf, paths, align, compute.contour_image(lkey, 120, colour_mode),
+                                 channel=key)
+    loss = compute.loss_figure(setting, paths, ls.f_min, "Loss against forward passes", align=align, channel=key)
+    out: dict[str, Any] = {"contour": fig, "loss": loss, "paths": paths, "results": results, "surface": surf}
     tabs = st.tabs(["Contour", "3-D surface"]) if show_3d else [st.container()]
     with tabs[0]:
-        left, right = st.columns([3, 2])
-        with left:
-            # On the contour a click sets the start; a double click would too, so Plotly's double-click
-            # zoom reset is off there (the modebar's reset button does it).
-            config = {"displaylogo": False, "doubleClick": False} if click else {"displaylogo": False}
-            chart.plotly_chart(fig, key=f"{key}:chart", clickable=click, config=config)
-            if click:
-                st.caption("Press ▶ Play to animate; drag the slider to scrub. Click anywhere on the contour "
-                           "to start from there.")
-        with right:
-            loss = compute.loss_figure(setting, paths, ls.f_min, "Loss against forward passes")
-            out["loss"] = loss
-            chart.plotly_chart(loss, key=f"{key}:loss", config={"displaylogo": False})
-            rows = compute.metrics_rows(results, ls)
-            out["rows"] = rows
-            st.markdown(compute.markdown_table(rows))
+        # On the contour a click sets the start; a double click would too, so Plotly's double-click zoom
+        # reset is off there (the modebar's reset button does it). The two charts share a row when there
+        # is room for both and stack otherwise; the loss plot's cursor follows the contour's player.
+        config = {"displaylogo": False, "doubleClick": False} if click else {"displaylogo": False}
+        chart.plotly_charts([fig, loss], key=f"{key}:chart", configs=[config, {"displaylogo": False}],
+                            basis=[460, 380], clickable=click, titles=[surf.title, "Loss against forward passes"])
+        st.caption("▶ Play animates the runs (the loss plot's markers follow); the slider scrubs, the speed "
+                   "menu sets the pace." + (" Click anywhere on the contour to start from there." if click else ""))
+        rows = compute.metrics_rows(results, ls)
+        out["rows"] = rows
+        main, more = compute.split_metrics(rows, presenting=chart.presenting())
+        st.markdown(compute.markdown_table(main))
+        with st.expander("More metrics (path length, forward passes, steps, divergence)"):
+            st.markdown(compute.markdown_table(more))
     if show_3d:
         with tabs[1]:
             surf3 = compute.surface(lkey, 50, colour_mode)
-            fig3 = F.surface_animation(surf3, paths, align=align)
+            fig3 = F.surface_figure(surf3, paths, align=align, channel=key)
             out["surface3d"] = fig3
-            chart.plotly_chart(fig3, key=f"{key}:surface", config={"displaylogo": False})
+            chart.plotly_chart(fig3, key=f"{key}:surface", config={"displaylogo": False}, title=surf.title)
+            st.caption("Drag to turn the surface; it follows the contour's player.")
+    if first_pass:
+        state.carry_errors()
+        st.rerun()  # the page stays on screen while the next run computes the other seeds
     if downloads:
         download_row(surf, paths, key, align)
     return out
 
 
+#: Above this much missing work (MeZO steps, ~0.5–1 s here), a setting with repeats is shown seed by
+#: seed: first its first seed, then all of them.
+PROGRESSIVE_MIN_WORK = 6000
+
+
 def download_row(surf: F.Surface, paths: Sequence[F.Path], key: str, align: str = "step") -> None:
-    """CSV of the trajectories, PNG of the figure, GIF of the animation (made when clicked)."""
-    c1, c2, c3 = st.columns(3)
+    """CSV of the trajectories, and for slides a PNG (1920 × 1080), a GIF (960 × 540) and an MP4
+    (1920 × 1080) of the animation, each made when clicked."""
+    c1, c2, c3, c4 = st.columns(4)
     c1.download_button("Trajectories (CSV)", lambda: F.trajectories_csv(paths), file_name="trajectories.csv",
                        mime="text/csv", key=f"{key}:csv", on_click="ignore")
     c2.download_button("Figure (PNG)", lambda: F.png_bytes(F.mpl_contour(surf, paths)), file_name="contour.png",
                        mime="image/png", key=f"{key}:png", on_click="ignore")
     c3.download_button("Animation (GIF)", lambda: F.gif_bytes(surf, paths, align=align), file_name="animation.gif",
                        mime="image/gif", key=f"{key}:gif", on_click="ignore")
+    c4.download_button("Animation (MP4)", lambda: F.mp4_bytes(surf, paths, align=align), file_name="animation.mp4",
+                       mime="video/mp4", key=f"{key}:mp4", on_click="ignore")
 
 
 def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = True) -> dict[str, Any] | None:
@@ -243,7 +264,7 @@ def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = Tr
         runs.append((n, p.value, r))
         seed_paths = [F.Path(f"seed {t.seed}", colour, t.xy, t.loss, t.forward_passes, t.diverged_at,
                              dash=dashes[n]) for t in r.runs]
-        panels.append((p.label, seed_paths))
+        panels.append((p.label.replace(" · ", "<br>"), seed_paths))  # two short lines above a small panel
         path = r.path(colour)
         path.label, path.dash = p.label, dashes[n]
         paths.append(path)
@@ -259,19 +280,19 @@ def compare_results(values: Mapping[str, Any], *, key: str, downloads: bool = Tr
                f"everything else as set. Each panel shows every seed's path (✕: diverged).")
     for msg in divergence_messages(paths, surf.domain):
         messages.warning(msg)
-    grid = F.small_multiples(surf, panels, ncols=min(count if len(names) > 1 else 4, len(panels)))
-    chart.plotly_chart(grid, key=f"{key}:grid", config={"displaylogo": False})
-    loss = F.loss_figure(paths, ls.f_min, title="Loss against forward passes: median and 10–90 % band over seeds")
+    # Two panels a row up to four values (a row of four would be too small on a projector), four beyond.
+    ncols = min(count, 4) if len(names) > 1 else (2 if len(panels) <= 4 else 4)
+    ncols = min(ncols, len(panels))
+    grid = F.small_multiples(surf, panels, ncols=ncols, height_per_row=60 + 680 // ncols)
+    loss = F.loss_figure(paths, ls.f_min)
+    chart.plotly_charts([grid, loss], key=f"{key}:grid", basis=[560, 380],
+                        titles=[f"Paths on {ls.title}, every seed",
+                                "Loss against forward passes: median and 10–90 % band over seeds"])
     rows = compute.ranking_rows([v for v, _, _, _ in rows_in], [r for _, _, r, _ in rows_in], str,
                                 lrs=[lr for _, lr, _, _ in rows_in],
                                 optimizers=[t for _, _, _, t in rows_in] if len(names) > 1 else None)
-    c1, c2 = st.columns([3, 2])
-    with c1:
-        chart.plotly_chart(loss, key=f"{key}:loss", config={"displaylogo": False})
-    c2.markdown("**Ranking** (median final loss over seeds; a diverged run counts as ∞)")
-    c2.dataframe(rows, hide_index=True, key=f"{key}:rank",
-                 column_config={c: st.column_config.NumberColumn(format="%.4g")
-                                for c in ("lr", "median final loss", "best seed", "worst seed", "median path length")})
+    st.markdown("**Ranking** (median final loss over seeds; a diverged run counts as ∞)")
+    st.markdown(compute.markdown_table(rows))
     if downloads:
         all_paths = [F.Path(f"{lab}", p.colour, p.xy, p.loss, p.forward_passes, p.diverged_at,
                             extra={"seed": p.label.split()[-1]})

@@ -44,7 +44,7 @@ def main() -> None:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=B.CHROMIUM, args=B.ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
-            page.goto(f"{url}/?view=playground&opts=mezo,adamezo,adam&steps=500", timeout=60_000)
+            page.goto(f"{url}/?view=playground&opts=mezo,adamezo,adam&steps=500&repeats=1", timeout=60_000)
             page.wait_for_selector(".js-plotly-plot .imagelayer image", state="attached", timeout=120_000)
             B.wait_idle(page)
             # The app starts its worker processes after the first page (~5 s here): time the changes a

@@ -39,7 +39,7 @@ def timed(at, action, repeats: int = 5) -> float:
 
 def main() -> None:
     at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=300)
-    at.query_params.update({"view": "playground", "opts": "mezo,adamezo,adam", "steps": "500"})
+    at.query_params.update({"view": "playground", "opts": "mezo,adamezo,adam", "steps": "500", "repeats": "1"})
     t0 = time.perf_counter()
     at.run()
     print(f"first run (imports, three 500-step trajectories): {time.perf_counter() - t0:.2f} s")

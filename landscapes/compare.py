@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import brentq
 
 from optimizers import OPTIMIZERS, make_optimizer
 
@@ -271,6 +270,8 @@ def match_path_length(
             return out_of_reach(f"{title} jumps from a path shorter than {target_length:.4g} to a diverging run "
                                 f"between lr {math.exp(s0):.4g} and {math.exp(s1):.4g}; no lr matches the target "
                                 "length")
+        from scipy.optimize import brentq  # here: importing scipy takes ~0.3–0.6 s, which the app's first page saves
+
         brentq(gap, s0, s1, xtol=rtol, rtol=1e-12, maxiter=100)
     best = closest()
     if not best.reached:

@@ -169,7 +169,8 @@ def run_trajectory(
     if not bool(finite.all()):
         first = int(torch.nonzero(~finite)[0, 0])
         if first == 0:
-            raise ValueError(f"the loss at the start ({start[0]:.4g}, {start[1]:.4g}) is not finite (or above max_loss): "
+            raise ValueError(f"the loss at the start ({start[0]:.4g}, {start[1]:.4g}) is not finite "
+                             f"(or above max_loss): "
                              f"{float(loss_t[0])!r}")
         n = diverged_at = first
     xy = positions[:n].copy()

@@ -30,7 +30,7 @@ def show_verdict(box, lesson: L.Lesson, values: dict) -> None:
     with box:
         st.markdown("**The claim**, checked on the seeds below:")
         for r in results:
-            text = f"{r.statement}. \n{r.sentence}"
+            text = f"**Claim:** {r.statement}.  \n{r.sentence}"
             (st.success if r.holds else st.warning)(text, icon="✅" if r.holds else "⚠️")
 
 
@@ -105,9 +105,11 @@ def moments_lesson(lesson: L.Lesson, first: int, count: int, box) -> None:
     import landscapes
 
     path = landscapes.run_trajectory(ls, "adamezo", step, {"lr": lr}, seed=first)
-    chart.plotly_chart(F.moments_figure(surf, path.xy, snap, colour=F.colour_for("adamezo"),
-                                        stored_colour=F.colour_for("zo-adam")),
-                       key="lessons:rebuild:figure", config={"displaylogo": False})
+    left, right = F.moments_figures(surf, path.xy, snap, colour=F.colour_for("adamezo"),
+                                    stored_colour=F.colour_for("zo-adam"))
+    chart.plotly_charts([left, right], key="lessons:rebuild:figure", basis=[420, 380],
+                        titles=[f"The {len(snap.pairs)} directions AdaMeZO regenerates at step {step}",
+                                "Moments: rebuilt by AdaMeZO, stored by ZO-Adam"])
     rows = [{"k (0 = newest)": k, "seed": str(s), "c": c, "a_k (weight in m)": float(snap.weights_m[k]),
              "b_k (weight in v)": float(snap.weights_v[k]), "z (x)": float(snap.directions[k, 0]),
              "z (y)": float(snap.directions[k, 1])} for k, (s, c) in enumerate(snap.pairs)]
@@ -128,8 +130,10 @@ def moments_lesson(lesson: L.Lesson, first: int, count: int, box) -> None:
 def spsa_lesson(lesson: L.Lesson, first: int, count: int, box) -> None:
     seeds = tuple(range(first, first + count))
     ds = draws(seeds)
-    chart.plotly_chart(F.spsa_figure(ds, colour=F.colour_for("mezo")), key="lessons:spsa:figure",
-                       config={"displaylogo": False})
+    left, right = F.spsa_figures(ds, colour=F.colour_for("mezo"))
+    chart.plotly_charts([left, right], key="lessons:spsa:figure", basis=[420, 380],
+                        titles=[f"{sum(len(d.c) for d in ds)} estimates c·z of ∇f",
+                                "Error of the average of n estimates"])
     grad = ds[0].gradient
     st.markdown(f"At θ = {tuple(lesson.extra['point'])} on Rosenbrock, ∇f = ({grad[0]:.4g}, {grad[1]:.4g}); "
                 f"{lesson.extra['draws']} draws per seed with MeZO's own directions (ε = {lesson.extra['eps']:g}).")
@@ -142,7 +146,7 @@ def spsa_lesson(lesson: L.Lesson, first: int, count: int, box) -> None:
 def memory_lesson(lesson: L.Lesson, box) -> None:
     measured = compute.measured_state_bytes(tuple(lesson.extra["sizes"]), int(lesson.extra["horizon"]))
     rows = measured + compute.extrapolated_state_bytes(measured, EXTRAPOLATE)
-    chart.plotly_chart(F.memory_figure(rows), key="lessons:memory")
+    chart.plotly_chart(F.memory_figure(rows), key="lessons:memory", title="Optimizer state by model size")
     table = [{"optimizer": r["label"], "parameters": f"{r['params']:,}", "state": F.human_bytes(r["state_bytes"]),
               "bytes": r["state_bytes"], "bytes per parameter": r["state_bytes"] / r["params"],
               "source": "measured" if r["measured"] else "extrapolated"} for r in rows

@@ -36,14 +36,39 @@ def text(element) -> str:
 
 
 def charts(at) -> list[dict]:
-    """The figures of every chart on the page (``app.chart.plotly_chart`` components), in page order.
-    Every chart goes through that component: a plain ``st.plotly_chart`` would be remounted, and slow,
-    on each rerun."""
+    """The figures of every chart on the page (``app.chart`` components, several figures each), in page
+    order. Every chart goes through that component: a plain ``st.plotly_chart`` would be remounted, and
+    slow, on each rerun."""
     from app import chart
 
     assert len(at.get("plotly_chart")) == 0, "a chart bypasses app.chart.plotly_chart"
-    return [json.loads(json.loads(e.proto.json)["figure"]) for e in at.get("bidi_component")
-            if e.proto.component_name == chart.NAME]
+    return [fig for e in at.get("bidi_component") if e.proto.component_name == chart.NAME
+            for fig in chart.figures_of(json.loads(e.proto.json))]
+
+
+def chart_titles(at) -> list[str]:
+    """The titles the chart components show above their figures, in page order."""
+    from app import chart
+
+    return [item["title"] for e in at.get("bidi_component") if e.proto.component_name == chart.NAME
+            for item in json.loads(e.proto.json)["items"]]
+
+
+def tables(at, first: str) -> list[dict[str, str]]:
+    """Every Markdown table whose first column is ``first``, merged by that column: one dict of cell
+    texts per row (the Playground splits its metrics over a main table and a "More metrics" one)."""
+    merged: dict[str, dict[str, str]] = {}
+    for m in at.markdown:
+        if not m.value.startswith(f"| {first} |"):
+            continue
+        lines = m.value.splitlines()
+        split = lambda line: [c.strip() for c in line.strip().strip("|").split(" | ")]  # noqa: E731
+        header = split(lines[0])
+        assert set(lines[1]) <= {"|", "-"}
+        for line in lines[2:]:
+            row = dict(zip(header, split(line)))
+            merged.setdefault(row[first], {}).update(row)
+    return list(merged.values())
 
 
 def open_page(page: str | None, params: dict | None = None, timeout: float = 120, after_warmup=None):
@@ -76,11 +101,12 @@ def page():
 
 
 def metrics_table(at) -> list[dict[str, str]]:
-    """The Playground's metrics table (a Markdown table) as one dict of cell texts per row."""
-    tables = [m.value for m in at.markdown if m.value.startswith("| optimizer |")]
-    assert len(tables) == 1, f"expected one metrics table, found {len(tables)}"
-    lines = tables[0].splitlines()
-    split = lambda line: [c.strip() for c in line.strip().strip("|").split(" | ")]  # noqa: E731
-    header = split(lines[0])
-    assert set(lines[1]) <= {"|", "-"}
-    return [dict(zip(header, split(line))) for line in lines[2:]]
+    """The Playground's metrics (its main table and its "More metrics" table, merged), one dict a row."""
+    rows = tables(at, "optimizer")
+    assert rows, "no metrics table"
+    return rows
+
+
+def ranking_table(at) -> list[dict[str, str]]:
+    """The Compare page's ranking (a Markdown table), one dict of cell texts per row."""
+    return tables(at, "rank")

@@ -159,17 +159,34 @@ def test_app_in_a_real_browser(server):
         assert contour_paths(page) == 1
         chart = page.locator(".js-plotly-plot").first
         traces = chart.locator(".scatterlayer .trace").count()
-        assert traces >= 10  # colour bar, minima, start, 3 paths, divergence marks, heads, trails
-        head = chart.locator(".scatterlayer .trace").nth(traces - 2).locator("path.point").first
-        before = head.get_attribute("transform")
+        assert traces >= 13  # colour bar, minima, start, per path a legend entry, outline, line and head, ✕
+        clocks = "[...document.querySelectorAll('.zo-chart')].map(g => Number(g.getAttribute('data-clock')))"
+        assert page.evaluate(clocks) == [500, 500]  # sent at its last step; the loss cursor follows
 
-        # Play: the heads move, the landscape and the paths stay.
-        chart.locator(".updatemenu-button").first.click()
+        # Play from the end starts again at 0 and the trails grow; Pause keeps the step; Play continues
+        # from it; the loss plot's cursor is at the contour's step throughout.
+        play = page.locator(".zo-play").first
+        play.click()
         page.wait_for_timeout(1200)
-        assert contour_paths(page) == 1
-        assert chart.locator(".scatterlayer .trace").count() == traces
-        assert head.get_attribute("transform") != before
-        chart.locator(".updatemenu-button").nth(1).click()  # pause
+        play.click()  # pause
+        paused = page.evaluate(clocks)
+        assert 0 < paused[0] < 500 and paused[1] == paused[0]
+        assert page.locator(".zo-clock").first.inner_text() == f"step {paused[0]} / 500"
+        trail = page.evaluate("document.querySelector('.zo-chart')._fullData"
+                              ".find(t => t.name === 'MeZO' && t.mode === 'lines').x.length")
+        assert trail == paused[0] + 1  # the path up to the current step, not the whole path
+        page.wait_for_timeout(600)
+        assert page.evaluate(clocks) == paused  # paused means paused
+        play.click()
+        page.wait_for_timeout(500)
+        resumed = page.evaluate(clocks)
+        assert paused[0] < resumed[0] < 500 and resumed[1] == resumed[0]  # continued, not restarted
+        play.click()
+        page.locator(".zo-speed").first.select_option("4")  # the speed menu
+        scrub = page.locator(".zo-scrub").first
+        scrub.fill("500")  # the slider scrubs (to the end again)
+        assert page.evaluate(clocks) == [500, 500]
+        assert contour_paths(page) == 1 and chart.locator(".scatterlayer .trace").count() == traces
         assert_no_errors(page)
 
         # Re-render after changing controls, three optimizers and 500 steps: the median of three
@@ -256,6 +273,10 @@ def test_app_in_a_real_browser(server):
         drawn = page.evaluate("document.querySelectorAll('.zo-chart')[2]._fullLayout.width")
         assert abs(drawn - surface.bounding_box()["width"]) <= 2 and drawn > 800
         assert page.evaluate("document.querySelectorAll('.zo-chart')[2]._fullData[0].type") == "surface"
+        # It follows the contour's clock (the player is in the other tab: drive it from here).
+        page.evaluate("window.dispatchEvent(new CustomEvent('zo-clock', "
+                      "{detail: {channel: 'playground', clock: 123}}))")
+        assert page.evaluate("document.querySelectorAll('.zo-chart')[2].getAttribute('data-clock')") == "123"
         assert_no_errors(page)
 
         # Every page, through the navigation.
@@ -294,3 +315,66 @@ def test_markdown_from_a_link_is_shown_as_text(server):
         assert page.locator('a[href*="evil.example"], img[src*="evil.example"]').count() == 0
         assert not [u for u in requested if urlparse(u).hostname == "evil.example"]  # no image fetched
         browser.close()
+
+
+OVERLAPS = """() => {
+  // Every chart's visible text boxes (titles, legend entries, axis titles, tick labels, annotations): the
+  // pairs that intersect by more than 1 px both ways, and the smallest font size.
+  return [...document.querySelectorAll('.zo-chart')].map((gd) => {
+    const boxes = [];
+    gd.querySelectorAll('svg text').forEach((t) => {
+      const s = (t.textContent || '').trim();
+      const cs = getComputedStyle(t), r = t.getBoundingClientRect();
+      if (!s || cs.visibility === 'hidden' || cs.display === 'none' || r.width < 1 || r.height < 1) return;
+      boxes.push({s, r, size: parseFloat(t.style.fontSize || cs.fontSize)});
+    });
+    const pairs = [];
+    for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+      const a = boxes[i].r, b = boxes[j].r;
+      if (Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 &&
+          Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1) pairs.push([boxes[i].s, boxes[j].s]);
+    }
+    return {texts: boxes.length, minFont: Math.min(...boxes.map((b) => b.size)), overlaps: pairs};
+  });
+}"""
+PAGES = [("playground", "?view=playground"), ("compare", "compare?view=compare"),
+         ("lessons", "lessons?view=lessons&lesson=rebuild"), ("llm", "llm?view=llm")]
+
+
+def test_every_page_fits_a_projector_and_no_chart_text_overlaps(server):
+    """At 1024 × 768 and 1440 × 900, normally and in presentation mode: nothing scrolls sideways, no two
+    texts of a chart overlap, chart text is at least 12 px (16 px when presenting), and presentation mode
+    folds the sidebar away and stays in the link."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    from app.chart import FONT_PX
+
+    seen = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        for width, height in ((1024, 768), (1440, 900)):
+            for present in (0, 1):
+                page = browser.new_page(viewport={"width": width, "height": height})
+                for name, target in PAGES:
+                    page.goto(f"{server}/{target}&present={present}", timeout=120_000)
+                    page.wait_for_timeout(1000)
+                    wait_idle(page, timeout=240_000)
+                    if name != "llm":
+                        page.wait_for_selector(".zo-chart:not([data-drawing])", timeout=120_000)
+                    page.wait_for_timeout(500)
+                    assert_no_errors(page)
+                    main = page.evaluate("(() => { const m = document.querySelector('[data-testid=stMain]');"
+                                         " return [m.scrollWidth, m.clientWidth]; })()")
+                    assert main[0] <= main[1], (name, width, present, main)
+                    for chart in page.evaluate(OVERLAPS):
+                        if not chart["texts"]:
+                            continue
+                        assert chart["overlaps"] == [], (name, width, present, chart["overlaps"])
+                        assert chart["minFont"] >= (16 if present else 12), (name, width, present, chart)
+                        assert chart["minFont"] == FONT_PX[present]
+                    if present:
+                        assert "present=1" in page.url
+                        assert page.locator('[data-testid="stSidebar"]').get_attribute("data-collapsed") == "true"
+                    seen.append((name, width, present))
+                page.close()
+        browser.close()
+    assert len(seen) == 16
