@@ -23,6 +23,12 @@ overflow in float16) and θ_b is written back with one rounding: one block in th
 plus three float32 blocks of temporaries. As with any training without a float32 master copy, an
 update smaller than half a unit in the last place of θ is rounded away.
 
+Several directions a step (``num_directions=q``): the pair list holds q (seed, c) pairs a step, the
+step's estimate is ĝ = (1/q) Σ_j c_j z_j, and m, v are the formulas above with ĝ_{t−k} in place of
+c_{t−k} z_{t−k} (v over ĝ², not the average of the c² z²); a block of ĝ is rebuilt from its q
+directions, so the temporaries are four blocks (m_b, v_b, ĝ_b and z) and a step regenerates K·q
+directions for the update.
+
 Relation to the published reference code, which uses m' = Σ β1^k c z, v' = Σ β2^k c² z² and the update
 100·m'/(sqrt(v') + 1e-5): with S1 = (1−β1^K)/(1−β1) and S2 = (1−β2^K)/(1−β2) (once K pairs exist)
 the two agree when
@@ -40,7 +46,7 @@ from collections.abc import Iterable
 import torch
 
 from .base import ZerothOrderOptimizer
-from .specs import BETA1, BETA2, DELTA, HyperSpec
+from .specs import BETA1, BETA2, DELTA, HyperSpec, validate_betas
 
 HORIZON = HyperSpec("horizon", 10, kind="int", low=1, ui_low=1, ui_high=50,
                     help="K: how many past (seed, c) pairs the moments are recomputed from.")
@@ -85,31 +91,40 @@ class AdaMeZO(ZerothOrderOptimizer):
         chunk_size: int = 2**20,
         distribution: str = "gaussian",
         workers: int | None = None,
+        num_directions: int = 1,
     ) -> None:
         specs = self.hyperparameters
         name = type(self).__name__
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{name}: invalid betas={betas!r}; allowed: a pair (beta1, beta2), each in [0, 1)")
-        self.betas = (specs["beta1"].validate(betas[0], name), specs["beta2"].validate(betas[1], name))
+        self.betas = validate_betas(betas, specs, name)
         self.horizon = specs["horizon"].validate(horizon, name)
         self.delta = specs["delta"].validate(delta, name)
         self.warmup = specs["warmup"].validate(warmup, name)
-        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers)
+        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers,
+                         num_directions)
 
     def _config(self) -> dict:
-        return super()._config() | {"betas": self.betas, "horizon": self.horizon,
-                                    "delta": self.delta, "warmup": self.warmup}
+        return super()._config() | {"betas": self.betas, "horizon": self.horizon, "delta": self.delta,
+                                    "warmup": self.warmup}
 
     def _history_cap(self, config: dict) -> int:
         return config["horizon"]
 
-    def _update(self, seed: int, c: float) -> None:
-        self._history.append((seed, c))
-        del self._history[:-self.horizon]
-        count = len(self._history)
-        if self.warmup == "mezo" and count < self.horizon:
-            self._sgd_update(seed, c)
+    def _apply(self, entry: tuple) -> None:
+        pairs = self.directions_of(entry)
+        q = len(pairs)
+        self._history.extend(pair[:2] for pair in pairs)
+        del self._history[:-self.horizon * q]
+        if self.warmup == "mezo" and len(self._history) // q < self.horizon:
+            self._sgd_update(pairs)
             return
+        if q == 1:
+            self._adam_update()
+        else:
+            self._adam_update_directions(q)
+
+    def _adam_update(self) -> None:
+        """The update of one direction a step, fused with the restore (θ is at θ − ε z_t)."""
+        count = len(self._history)
         beta1, beta2 = self.betas
         newest_first = self._history[::-1]
         # Per pair: the weight of z in m (a_k c_k) and of z² in v (b_k c_k²). Pairs with both weights
@@ -157,5 +172,40 @@ class AdaMeZO(ZerothOrderOptimizer):
             if beta2 > 0:
                 m.div_(v.sqrt_().add_(self.delta))
             view.add_(m, alpha=-lr)
+
+        self._for_blocks(one)
+
+    def _adam_update_directions(self, q: int) -> None:
+        """The update with q directions a step: m and v over the steps' averaged estimates ĝ (θ is at
+        θ − ε z of the current step's last direction)."""
+        count = len(self._history) // q
+        beta1, beta2 = self.betas
+        steps = [self._history[i * q:(i + 1) * q] for i in range(count)][::-1]  # newest first
+        terms = [(pairs, a, b) for pairs, a, b in
+                 zip(steps, ema_weights(beta1, count), ema_weights(beta2, count))]
+        terms = [terms[0]] + [t for t in terms[1:] if t[1] != 0.0 or (beta2 > 0 and t[2] != 0.0)]
+        last, low = steps[0][-1][0], self._low
+
+        def one(b: int, w: int) -> None:
+            if low[b]:
+                theta, lr = self._restore_decay32(b, self._z32(last, b, w), self._buffer(5, b, w))
+            else:
+                theta, lr = self._restore_decay(b, self._z(last, b, w))
+            m, v, g = self._buffer(1, b, w), self._buffer(2, b, w), self._buffer(4, b, w)
+            for k, (pairs, wm, wv) in enumerate(terms):
+                estimate = self._estimate_block(pairs, b, w, g)
+                if k == 0:
+                    torch.mul(estimate, wm, out=m)
+                    if beta2 > 0:
+                        torch.mul(estimate, estimate, out=v).mul_(wv)
+                else:
+                    m.add_(estimate, alpha=wm)
+                    if beta2 > 0:
+                        v.addcmul_(estimate, estimate, value=wv)
+            if beta2 > 0:
+                m.div_(v.sqrt_().add_(self.delta))
+            theta.add_(m, alpha=-lr)
+            if low[b]:
+                self._view(self._blocks[b]).copy_(theta)
 
         self._for_blocks(one)

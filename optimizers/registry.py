@@ -7,17 +7,18 @@ first-order Adam's ``eps``), so that every one of them can be a slider or a flag
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from .adamezo import AdaMeZO
+from .base import state_bytes  # noqa: F401  (re-exported)
 from .first_order import Adam, AdamW
 from .hizoo import HiZOO
 from .mezo import MeZO
-from .specs import HyperSpec, validate_all
+from .specs import HyperSpec, validate_all, validate_betas
 from .zo_adam import ZOAdam
 
 
@@ -37,7 +38,13 @@ class OptimizerEntry:
 
     @property
     def forward_passes_per_step(self) -> int:
+        """Forward passes of one step with the default settings (one direction)."""
         return self.cls.forward_passes_per_step
+
+    def forward_passes(self, hyper: Mapping[str, Any] | None = None) -> int:
+        """Forward passes of one step with these hyperparameters (2q with ``num_directions=q``, plus the
+        method's extra ones; first order: 1)."""
+        return self.cls.passes_per_step(int((hyper or {}).get("num_directions") or 1))
 
     def defaults(self) -> dict[str, Any]:
         return {name: spec.default for name, spec in self.specs.items()}
@@ -82,9 +89,7 @@ def make_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], *
             raise ValueError(f"{entry.title}: give either betas or beta1/beta2, not both")
         if "beta1" not in entry.specs:
             raise ValueError(f"{entry.title}: unknown hyperparameter 'betas'; allowed: {', '.join(sorted(entry.specs))}")
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{entry.title}: invalid betas={betas!r}; allowed: a pair (beta1, beta2), each in [0, 1)")
-        hyper["beta1"], hyper["beta2"] = betas
+        hyper["beta1"], hyper["beta2"] = validate_betas(betas, entry.specs, entry.title)
     if not entry.zeroth_order:
         hyper.pop("seed", None)
         hyper.pop("seed_budget", None)
@@ -95,11 +100,3 @@ def make_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], *
     if not entry.zeroth_order and "delta" in kwargs:
         kwargs["eps"] = kwargs.pop("delta")
     return entry.cls(params, **kwargs)
-
-
-def state_bytes(optimizer: torch.optim.Optimizer) -> int:
-    """Exact bytes of an optimizer's state (tensors plus, for ZO methods, 16 bytes per (seed, c) pair)."""
-    if hasattr(optimizer, "state_bytes"):
-        return optimizer.state_bytes()
-    return sum(t.numel() * t.element_size() for s in optimizer.state.values()
-               for t in s.values() if isinstance(t, torch.Tensor))
