@@ -49,7 +49,7 @@ from typing import Any
 
 import torch
 
-from optimizers import OPTIMIZERS, get_entry, make_optimizer, mix_key, state_bytes
+from optimizers import OPTIMIZERS, get_entry, make_optimizer, mix_key, state_bytes, weight_decay_groups
 
 from .tasks import BUNDLED_MODEL, BUNDLED_TASK, encode, evaluate, load_model, load_task, loss_fn, resolve_device, subset
 
@@ -281,8 +281,13 @@ class Trainer:
         self.test_batch = (encode(self.task, self.tokenizer, self.task.splits["test"], config.max_length)
                            if "test" in self.task.splits else None)
         self.entry = get_entry(config.optimizer)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(config.optimizer, params, seed=config.seed, **config.optimizer_hyper())
+        hyper = config.optimizer_hyper()
+        weight_decay = hyper.get("weight_decay", self.entry.specs["weight_decay"].default)
+        if weight_decay:  # as the published MeZO/AdaMeZO and Hugging Face: no decay on biases and layer norms
+            params = weight_decay_groups(self.model.named_parameters(), weight_decay)
+        else:  # one group, in the model's order (the block layout older run logs replay on)
+            params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(config.optimizer, params, seed=config.seed, **hyper)
         self.step = 0
         self.wall_time = 0.0
         self.log: list[tuple] = []  # the ZO replay log, one entry a step

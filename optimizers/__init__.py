@@ -13,6 +13,7 @@ from .directions import DirectionSampler, make_blocks, mix_key
 from .first_order import Adam, AdamW
 from .hizoo import HiZOO
 from .mezo import MeZO
+from .param_groups import NO_DECAY, weight_decay_groups
 from .registry import OPTIMIZERS, OptimizerEntry, get_entry, make_optimizer, state_bytes
 from .specs import HyperSpec
 from .zo_adam import ZOAdam
@@ -21,4 +22,5 @@ __all__ = [
     "OPTIMIZERS", "Adam", "AdamW", "AdaMeZO", "DirectionSampler", "HiZOO", "HyperSpec", "MeZO",
     "NonFiniteLossError", "OptimizerEntry", "ZOAdam", "ZerothOrderOptimizer", "ema_weights",
     "get_entry", "make_blocks", "make_optimizer", "mix_key", "reference_code_equivalent", "state_bytes",
+    "NO_DECAY", "weight_decay_groups",
 ]

@@ -56,7 +56,7 @@ class ExplicitAdaMeZO:
         self.estimates = (self.estimates + [[c * zi for zi in z]])[-self.horizon:]
         count = len(self.estimates)
         newest_first = self.estimates[::-1]
-        if self.warmup == "mezo" and count < self.horizon:
+        if self.warmup == "mezo" and (self.t <= self.horizon or self.horizon < 2):  # the published rule
             updates = newest_first[0]
         else:
             a = ema_weights(self.betas[0], count)
