@@ -231,7 +231,7 @@ class RunResult:
 
 def _full_passes(runs: Sequence[Trajectory]) -> np.ndarray:
     longest = max(runs, key=lambda t: len(t.forward_passes))
-    per_step = OPTIMIZERS[longest.optimizer].forward_passes_per_step
+    per_step = OPTIMIZERS[longest.optimizer].forward_passes(longest.hyper)
     steps = max(t.steps for t in runs)
     return np.arange(steps + 1) * per_step
 
@@ -264,10 +264,12 @@ def matched_lr(key: LandscapeKey, name: str, target_length: float, steps: int, h
                                         strict=False)
 
 
-def budget_steps(names: Sequence[str], steps: int) -> tuple[int, dict[str, int]]:
-    """The forward-pass budget of ``steps`` two-point steps (2 × steps) and each optimizer's steps."""
+def budget_steps(names: Sequence[str], steps: int,
+                 hypers: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[int, dict[str, int]]:
+    """The forward-pass budget of ``steps`` two-point steps (2 × steps) and each optimizer's steps (with
+    its ``hypers``: q directions a step take 2q passes)."""
     budget = 2 * int(steps)
-    return budget, landscapes.equal_budget(budget, names)
+    return budget, landscapes.equal_budget(budget, names, hypers)
 
 
 def metrics_rows(results: Sequence[RunResult], landscape: Landscape) -> list[dict]:

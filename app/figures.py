@@ -29,18 +29,22 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-PALETTE = {
-    "mezo": "#d62728", "adamezo": "#1f77b4", "zo-adam": "#2ca02c", "hizoo": "#9467bd",
-    "adam": "#ff7f0e", "adamw": "#8c564b",
-}
+#: Optimizer colours, indexed by each registry entry's ``colour_slot`` (so every figure agrees).
+PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
 EXTRA_COLOURS = ["#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939", "#8c6d31", "#843c39"]
 MAX_FRAMES = 100
 CONTOUR_SCALE = "Viridis"
 
 
 def colour_for(name: str, index: int = 0) -> str:
-    """A fixed colour per optimizer name (so every figure agrees), else one from a cycle."""
-    return PALETTE.get(name, EXTRA_COLOURS[index % len(EXTRA_COLOURS)])
+    """A fixed colour per optimizer (its registry entry's colour slot in :data:`PALETTE`), else one from
+    a cycle."""
+    from optimizers import OPTIMIZERS
+
+    entry = OPTIMIZERS.get(name)
+    if entry is None:
+        return EXTRA_COLOURS[index % len(EXTRA_COLOURS)]
+    return PALETTE[entry.colour_slot % len(PALETTE)]
 
 
 DASHES = ("solid", "dash", "dot", "dashdot")

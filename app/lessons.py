@@ -457,13 +457,15 @@ def spsa_values(lesson: Lesson, seeds: Sequence[int]) -> dict[str, dict[str, lis
             "single_error": {"mezo": [float(np.median(d.single_errors())) for d in draws]}}
 
 
-MEMORY_OPTIMIZERS = ("mezo", "adamezo", "zo-adam", "hizoo", "adam")
+#: The memory lesson measures every optimizer of the registry.
+MEMORY_OPTIMIZERS = tuple(OPTIMIZERS)
 
 
 def measured_state_bytes(sizes: Sequence[int] = (1_000, 10_000, 100_000), horizon: int = 10) -> list[dict]:
     """Optimizer-state bytes measured with ``optimizers.state_bytes`` (the number the LLM page records as
     ``optimizer_state_bytes``) on a float32 parameter of each size, after enough steps of
-    f(θ) = ½‖θ‖² for every state to exist (``horizon + 1`` for AdaMeZO, so its K pairs are all there)."""
+    f(θ) = ½‖θ‖² for every state to exist (``horizon + 1`` for an optimizer with a horizon K, so its K
+    pairs are all there)."""
     import torch
 
     from optimizers import make_optimizer, state_bytes
@@ -472,12 +474,39 @@ def measured_state_bytes(sizes: Sequence[int] = (1_000, 10_000, 100_000), horizo
     for size in sizes:
         for name in MEMORY_OPTIMIZERS:
             theta = torch.nn.Parameter(torch.full((int(size),), 0.5, dtype=torch.float32))
-            hyper = {"horizon": horizon} if name == "adamezo" else {}
+            hyper = {"horizon": horizon} if "horizon" in OPTIMIZERS[name].specs else {}
             opt = make_optimizer(name, [theta], lr=1e-3, **hyper)
-            for _ in range(horizon + 1 if name == "adamezo" else 2):
+            for _ in range(horizon + 1 if hyper else 2):
                 opt.step(lambda: 0.5 * (theta * theta).sum())
             rows.append({"optimizer": name, "label": OPTIMIZERS[name].title, "params": int(size),
                          "state_bytes": int(state_bytes(opt)), "measured": True})
+    return rows
+
+
+def _kept(words: str) -> str:
+    return "×" if words == "none" else f"✓ {words}"
+
+
+def paper_table(measured: Sequence[dict]) -> list[dict]:
+    """The paper's Table 1 columns for every measured optimizer, from the library's own numbers: parameter
+    memory (P, the float32 weights, plus the state measured by ``state_bytes``, fitted as a + b·P through
+    the two largest sizes: b/4 more copies of P and a bytes; first-order methods also need the backward
+    pass, B), forward passes per step (the registry's, one direction) and whether the first and second
+    moments are kept (the registry entry's words)."""
+    by: dict[str, list[dict]] = {}
+    for r in measured:
+        by.setdefault(r["optimizer"], []).append(r)
+    rows = []
+    for name, rs in by.items():
+        entry = OPTIMIZERS[name]
+        (p0, b0), (p1, b1) = [(r["params"], r["state_bytes"]) for r in sorted(rs, key=lambda r: r["params"])[-2:]]
+        per_param = (b1 - b0) / (p1 - p0)
+        constant = round(b0 - per_param * p0)
+        copies = 1 + per_param / 4
+        memory = f"{copies:g}P" + (f" + {constant} B" if constant else "") + ("" if entry.zeroth_order else " + backward")
+        rows.append({"optimizer": entry.title, "parameter memory": memory,
+                     "forward passes per step": entry.forward_passes_per_step,
+                     "1st moment": _kept(entry.first_moment), "2nd moment": _kept(entry.second_moment)})
     return rows
 
 

@@ -53,18 +53,9 @@ from optimizers import OPTIMIZERS, get_entry, make_optimizer, mix_key, state_byt
 
 from .tasks import BUNDLED_MODEL, BUNDLED_TASK, encode, evaluate, load_model, load_task, loss_fn, resolve_device, subset
 
-# The demo's defaults on the bundled model and task (the CLI's and the app's starting values). AdaMeZO
-# runs with the registry's own defaults; the others use the lr that did best in the README's runs
-# (MeZO: best dev loss after 1000 steps on the grid 1e-4/3e-4/1e-3/3e-3 for 3 seeds, 3e-3 diverges;
-# HiZOO: best dev loss after 500 steps of 3e-4/1e-3/3e-3, seed 0, 3e-3 blows up).
-DEMO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mezo": {"lr": 1e-3},
-    "adamezo": {},
-    "zo-adam": {"lr": 1e-3},
-    "hizoo": {"lr": 1e-3},
-    "adam": {"lr": 1e-3},
-    "adamw": {"lr": 1e-3},
-}
+# The demo's defaults on the bundled model and task (the CLI's and the app's starting values): each
+# registry entry's ``llm_hyper`` (how they were chosen is in the README's LLM demo section).
+DEMO_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(entry.llm_hyper) for name, entry in OPTIMIZERS.items()}
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
