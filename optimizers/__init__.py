@@ -18,9 +18,15 @@ from .registry import OPTIMIZERS, OptimizerEntry, get_entry, make_optimizer, sta
 from .specs import HyperSpec
 from .zo_adam import ZOAdam
 
+# Every registered class is importable by its class name (``from optimizers import HELENE``): a new
+# optimizer needs no line here.
+for _entry in OPTIMIZERS.values():
+    globals().setdefault(_entry.cls.__name__, _entry.cls)
+
 __all__ = [
     "OPTIMIZERS", "Adam", "AdamW", "AdaMeZO", "DirectionSampler", "HiZOO", "HyperSpec", "MeZO",
     "NonFiniteLossError", "OptimizerEntry", "ZOAdam", "ZerothOrderOptimizer", "ema_weights",
     "get_entry", "make_blocks", "make_optimizer", "mix_key", "reference_code_equivalent", "state_bytes",
     "NO_DECAY", "weight_decay_groups",
 ]
+__all__ += [e.cls.__name__ for e in OPTIMIZERS.values() if e.cls.__name__ not in __all__]
