@@ -19,6 +19,7 @@ import torch
 from .adamezo import AdaMeZO
 from .base import state_bytes  # noqa: F401  (re-exported)
 from .first_order import Adam, AdamW
+from .helene import HELENE
 from .hizoo import HiZOO
 from .mezo import MeZO
 from .specs import HyperSpec, validate_all, validate_betas
@@ -119,6 +120,14 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
                colour_slot=3, lr_2d=0.002, llm_hyper={"lr": 1e-3}, step_cost_2d=1.7,
                sweepable=(*_ZO_SWEEP, "hessian_smooth"), test_lrs={"quadratic": 3e-4, "mlp": 3e-2},
                second_moment="stored (diagonal Hessian)"),
+        _entry("helene", "HELENE", HELENE,
+               "Annealed momentum over a clipped diagonal-Hessian preconditioner (Zhao et al. 2024a).",
+               paper="Zhao et al., HELENE: Hessian Layer-wise Clipping and Gradient Annealing for Accelerating "
+                     "Fine-tuning LLM with Zeroth-order Optimization, arXiv:2411.10696, 2024",
+               colour_slot=6, lr_2d=0.03, llm_hyper={"lr": 1e-4}, step_cost_2d=1.5,
+               sweepable=("betas", "beta1", "beta2", *_ZO_SWEEP, "hessian_clip", "hessian_interval", "anneal_steps"),
+               test_lrs={"quadratic": 0.3, "mlp": 1e-2}, first_moment="stored",
+               second_moment="stored (clipped diagonal Hessian)"),
         _entry("adam", "Adam (first order)", Adam, "torch.optim.Adam with backward: the first-order reference.",
                paper="Kingma and Ba, Adam: A Method for Stochastic Optimization, ICLR 2015",
                colour_slot=4, lr_2d=0.03, llm_hyper={"lr": 1e-3}, step_cost_2d=2.2, sweepable=_ADAM_SWEEP,
