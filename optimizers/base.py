@@ -55,6 +55,10 @@ _DRAW_SALT = 0xD1CE
 _DIRECTION_SALT = 0xD15EC7
 
 
+#: Temporary buffers (see ``_buffer``) that hold draws in the parameter's dtype; the others hold float32
+#: for float16/bfloat16 parameters.
+PARAMETER_DTYPE_SLOTS = (0, 8)
+
 #: Parameter dtypes the optimizers train. float16/bfloat16 updates are computed in float32.
 SUPPORTED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -285,13 +289,14 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         return view
 
     def _buffer(self, slot: int, b: int, w: int = 0) -> torch.Tensor:
-        """Reusable temporary ``slot`` (0: z, 1: m, 2: v, 3: z upcast to float32) of worker ``w``, sized
-        for block ``b``.
+        """Reusable temporary ``slot`` (0: z, 1: m, 2: v, 3: z upcast to float32; methods use more) of worker
+        ``w``, sized for block ``b``.
 
         One buffer per slot, dtype, device and worker, as large as the largest block: at most
         3 × chunk_size elements a worker, allocated once instead of a fresh tensor for every block
         (float16/bfloat16 parameters: z in their dtype plus three float32 blocks). Slot 0 has the
-        parameter's dtype, the others the dtype updates are computed in (:func:`compute_dtype`).
+        parameter's dtype (so does every slot in :data:`PARAMETER_DTYPE_SLOTS`), the others the dtype
+        updates are computed in (:func:`compute_dtype`).
         The per-block views are kept too (views share the buffer's memory), as small problems take
         thousands of steps a second and a lookup is cheaper than slicing anew.
         """
@@ -302,7 +307,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             p = self._params[block.param]
 
             def dtype_of(q: torch.Tensor) -> torch.dtype:
-                return q.dtype if slot == 0 else compute_dtype(q.dtype)
+                return q.dtype if slot in PARAMETER_DTYPE_SLOTS else compute_dtype(q.dtype)
 
             dtype = dtype_of(p)
             base_key = (slot, w, dtype, p.device)
