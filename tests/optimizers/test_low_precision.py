@@ -35,7 +35,8 @@ def test_a_constant_loss_leaves_low_precision_parameters_finite_and_in_place(nam
         assert torch.equal(p.detach(), torch.ones(4, dtype=dtype))  # zero gradient, zero update, exactly
 
 
-LR = {"mezo": 3e-3, "adamezo": 3e-2, "zo-adam": 3e-2, "hizoo": 3e-3, "adam": 3e-2, "adamw": 3e-2, "helene": 0.1}
+LR = {"mezo": 3e-3, "adamezo": 3e-2, "zo-adam": 3e-2, "hizoo": 3e-3, "adam": 3e-2, "adamw": 3e-2, "helene": 0.1,
+      "zo-adamu": 3e-3}
 LR |= {name: entry.test_lrs["quadratic"] for name, entry in OPTIMIZERS.items() if name not in LR}  # the entry's
 
 
@@ -96,7 +97,7 @@ def test_low_precision_steps_equal_exact_arithmetic(name, dtype):
     params = [torch.nn.Parameter(t.clone()) for t in start]
     twins = [torch.nn.Parameter(t.double()) for t in start]
     hyper = {"mezo": {"lr": 1e-6}, "adamezo": {"lr": 1e-2, "horizon": 3}, "zo-adam": {"lr": 1e-2},
-             "hizoo": {"lr": 1e-6, "hessian_smooth": 1e-6}}.get(name, {"lr": 1e-2}) | {"eps": 1e-2, "seed": 3,
+             "hizoo": {"lr": 1e-6, "hessian_smooth": 1e-6}, "zo-adamu": {"lr": 1e-6}}.get(name, {"lr": 1e-2}) | {"eps": 1e-2, "seed": 3,
                                                                                      "chunk_size": 128}
     groups = lambda ps: [{"params": ps[:1], "weight_decay": 0.1}, {"params": ps[1:]}]  # noqa: E731
     opt = make_optimizer(name, groups(params), **hyper)
