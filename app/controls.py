@@ -299,7 +299,8 @@ def sweepable(names: str | Sequence[str]) -> list[str]:
 # --------------------------------------------------------------------------------- work budget
 #: What one step costs on a 2-D landscape, in MeZO steps, is each registry entry's ``step_cost_2d`` (CPU
 #: time per step of 400-step runs on Rosenbrock, this 2-core machine, 2026-11-30: MeZO 91 µs, AdaMeZO
-#: 104 / 168 / 422 / 1126 µs at K = 1 / 10 / 50 / 200, ZO-Adam 131, HiZOO 151, Adam 199, AdamW 195).
+#: 104 / 168 / 422 / 1126 µs at K = 1 / 10 / 50 / 200, ZO-Adam 131, HiZOO 151, Adam 199, AdamW 195; and
+#: on 2026-12-01, busier: MeZO 97, HELENE 124 (1.27×), ZO-AdaMU 172 (1.76×)).
 #: AdaMeZO regenerates K directions a step, hence ``HORIZON_COST`` per unit of K; q directions a step
 #: cost q times as much.
 HORIZON_COST = 0.065

@@ -127,7 +127,7 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
                "Annealed momentum over a clipped diagonal-Hessian preconditioner (Zhao et al. 2024a).",
                paper="Zhao et al., HELENE: Hessian Layer-wise Clipping and Gradient Annealing for Accelerating "
                      "Fine-tuning LLM with Zeroth-order Optimization, arXiv:2411.10696, 2024",
-               colour_slot=6, lr_2d=0.03, llm_hyper={"lr": 3e-4}, step_cost_2d=1.5,
+               colour_slot=6, lr_2d=0.03, llm_hyper={"lr": 3e-4}, step_cost_2d=1.3,
                sweepable=("betas", "beta1", "beta2", *_ZO_SWEEP, "hessian_clip", "hessian_interval", "anneal_steps"),
                test_lrs={"quadratic": 0.3, "mlp": 1e-2}, first_moment="stored",
                second_moment="stored (clipped diagonal Hessian)"),
@@ -135,7 +135,7 @@ OPTIMIZERS: dict[str, OptimizerEntry] = {
                "The perturbation carries the momentum; its uncertainty scales the step (Jiang et al. 2024).",
                paper="Jiang et al., ZO-AdaMU Optimizer: Adapting Perturbation by the Momentum and Uncertainty in "
                      "Zeroth-Order Optimization, AAAI 2024",
-               colour_slot=7, lr_2d=1e-3, llm_hyper={"lr": 1e-3}, step_cost_2d=1.5,
+               colour_slot=7, lr_2d=1e-3, llm_hyper={"lr": 1e-3}, step_cost_2d=1.8,
                sweepable=("betas", "beta1", "beta2", *_ZO_SWEEP, "uncertainty", "anneal_steps"),
                test_lrs={"quadratic": 3e-4, "mlp": 0.1}, first_moment="stored (on the perturbation)",
                second_moment="recomputed (of the perturbation)"),
