@@ -32,6 +32,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,7 +373,7 @@ Runner = Callable[[list[TrajectoryJob]], list[Trajectory]]
 
 def run_here(jobs: list[TrajectoryJob]) -> list[Trajectory]:
     """Compute jobs one after another in this process."""
-    return landscapes.run_trajectories(jobs, processes=1)
+    return landscapes.run_trajectories(jobs)
 
 
 def trajectory_values(lesson: Lesson, runs: Mapping[str, Sequence[Trajectory]],
@@ -697,9 +698,10 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(first, last + 1))
 
 
-def pool_runner(processes: int) -> Runner:
+def pool_runner(executor: Executor) -> Runner:
+    """A runner that computes a batch of runs on ``executor`` (its owner shuts it down)."""
     def run(jobs: list[TrajectoryJob]) -> list[Trajectory]:
-        return landscapes.run_trajectories(jobs, processes=processes)
+        return landscapes.run_trajectories(jobs, executor=executor)
     return run
 
 
@@ -772,12 +774,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     processes = args.processes or min(4, landscapes.parallel.default_processes())
     if not 1 <= processes <= landscapes.parallel.MAX_PROCESSES:
         parser.error(f"--processes {processes} is out of range; allowed: 1 to {landscapes.parallel.MAX_PROCESSES}")
-    runner = run_here if processes == 1 else pool_runner(processes)
-    try:
-        ok = check(seeds, runner, chosen)
-    finally:
-        if processes > 1:
-            landscapes.parallel.shutdown_pool()
+    if processes == 1:
+        ok = check(seeds, run_here, chosen)
+    else:
+        with landscapes.parallel.process_pool(processes) as pool:  # this command's pool, for its lifetime
+            ok = check(seeds, pool_runner(pool), chosen)
     return 0 if ok else 1
 
 
