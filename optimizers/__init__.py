@@ -1,10 +1,11 @@
 """Zeroth-order and first-order optimizers behind one ``torch.optim`` API.
 
-    from optimizers import MeZO, AdaMeZO, ZOAdam, HiZOO, make_optimizer, OPTIMIZERS
+    from optimizers import MeZO, AdaMeZO, ZOAdam, HiZOO, HELENE, ZOAdaMU, make_optimizer, OPTIMIZERS
 
 Every optimizer takes ``step(closure)`` where ``closure()`` only computes the loss. The zeroth-order
-ones (MeZO, AdaMeZO, ZO-Adam, HiZOO) call it under ``torch.no_grad()`` and never call backward;
-first-order Adam/AdamW do zero_grad and backward themselves. See ``shared/SPEC.md`` for the math.
+ones (MeZO, AdaMeZO, ZO-Adam, HiZOO, HELENE, ZO-AdaMU) call it under ``torch.no_grad()`` and never call
+backward; first-order Adam/AdamW do zero_grad and backward themselves. ``docs/optimizers.md`` has the
+math. Adding an optimizer: its module here, one entry in ``registry.py``, and its tests.
 """
 
 from .adamezo import AdaMeZO, ema_weights, reference_code_equivalent

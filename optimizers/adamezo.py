@@ -2,7 +2,7 @@
 
 Cai, Chen and Zhu, "AdaMeZO: Adam-style Zeroth-Order Optimizer for LLM Fine-tuning Without Maintaining
 the Moments". The moments are recomputed every step from the last K (seed, c) pairs, regenerating the
-random directions block by block (``shared/SPEC.md`` is the reference for the formulas below).
+random directions block by block (``docs/optimizers.md`` has the formulas of every method).
 
 With J = min(K, pairs so far) and normalized truncated EMA weights
 

@@ -1,5 +1,5 @@
 """AdaMeZO (memory-free, regenerated block by block) equals an explicit AdaMeZO that stores the past
-gradient estimates as full vectors. This is the test that proves the memory-free claim (SPEC.md)."""
+gradient estimates as full vectors. This is the test that proves the memory-free claim (docs/optimizers.md)."""
 
 import math
 
