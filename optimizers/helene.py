@@ -55,7 +55,7 @@ HESSIAN_CLIP = HyperSpec("hessian_clip", 1.0, low=0.0, ui_low=0.0, ui_high=100.0
                               "one layer, one λ).")
 HESSIAN_INTERVAL = HyperSpec("hessian_interval", 1, kind="int", low=1, ui_low=1, ui_high=100,
                              help="k: the Hessian estimate h is refreshed every k steps.")
-ANNEAL_STEPS = HyperSpec("anneal_steps", 100.0, low=0.0, low_open=True, log=True, ui_low=1.0, ui_high=1e4,
+ANNEAL_STEPS = HyperSpec("anneal_steps", 100, kind="int", low=1, log=True, ui_low=1, ui_high=10_000,
                          help="T: the gradient's weight in the momentum anneals from 1 to β1 as exp(−t/T).")
 
 
@@ -76,7 +76,7 @@ class HELENE(ZerothOrderOptimizer):
         betas: tuple[float, float] = (0.9, 0.9),
         hessian_clip: float = 1.0,
         hessian_interval: int = 1,
-        anneal_steps: float = 100.0,
+        anneal_steps: int = 100,
         delta: float = 1e-8,
         weight_decay: float = 0.0,
         seed: int = 0,

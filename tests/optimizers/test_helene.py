@@ -26,7 +26,7 @@ def test_helene_equals_its_formula_on_full_tensors():
     clips, lrs, wds = [1e5, 1e3], [1e-2, 3e-3], [0.1, 0.0]
     groups = [{"params": [p], "lr": lr, "weight_decay": wd, "hessian_clip": clip}
               for p, lr, wd, clip in zip(ps, lrs, wds, clips)]
-    b1, b2, k, T, eps, delta = 0.8, 0.95, 3, 7.0, 1e-3, 1e-6
+    b1, b2, k, T, eps, delta = 0.8, 0.95, 3, 7, 1e-3, 1e-6
     opt = HELENE(groups, eps=eps, betas=(b1, b2), hessian_interval=k, anneal_steps=T, delta=delta, seed=4,
                  chunk_size=7)
     ref = [p.detach().clone() for p in ps]
@@ -56,7 +56,7 @@ def test_helene_equals_its_formula_on_full_tensors():
 @pytest.mark.parametrize("kwargs,pattern", [
     ({"hessian_clip": -1.0}, r"HELENE: invalid hessian_clip=-1.0 \(too small\); allowed: a number >= 0"),
     ({"hessian_interval": 0}, r"invalid hessian_interval=0 \(too small\); allowed: an integer >= 1"),
-    ({"anneal_steps": 0.0}, r"invalid anneal_steps=0.0 \(too small\); allowed: a number > 0"),
+    ({"anneal_steps": 0}, r"invalid anneal_steps=0 \(too small\); allowed: an integer >= 1"),
 ])
 def test_helene_refuses_bad_hyperparameters(kwargs, pattern):
     p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
