@@ -8,11 +8,16 @@ records (:class:`app.figures.Path`, :class:`app.figures.Surface`).
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import sys
 import threading
+import types
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -93,12 +98,86 @@ def processes() -> int:
     return n
 
 
+@contextmanager
+def _bare_main():
+    """Start workers without the app's main script. A spawned worker first runs the parent's ``__main__``
+    again (as ``__mp_main__``); in a Streamlit app that module is the app script, whose top level draws a
+    page, so every worker would run the app (and start a pool of its own, which fails). With a bare
+    ``__main__`` while the workers start, they import only what their jobs need. The app's module is put
+    back unless someone else replaced it meanwhile (Streamlit sets it at the start of every script run; a
+    worker started in that moment breaks the pool, which is then replaced)."""
+    caller = sys.modules.get("__main__")
+    bare = types.ModuleType("__main__")
+    sys.modules["__main__"] = bare
+    try:
+        yield bare
+    finally:
+        if sys.modules.get("__main__") is bare:
+            sys.modules["__main__"] = caller
+
+
+class WorkerPool:
+    """The app's worker processes for new trajectories: one pool per server, started in the background
+    after the first page, replaced when it breaks (a worker killed), shut down with the server."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._executor: Executor | None = None
+        self._size = 0
+        self._warm: list = []
+
+    def start(self, n: int) -> None:
+        """Start ``n`` worker processes now, in the background (returns at once); a running pool with at
+        least ``n`` workers is kept, a smaller one replaced."""
+        with self._lock:
+            if self._executor is not None and self._size >= n:
+                return
+            old, self._executor = self._executor, None
+            if old is not None:
+                old.shutdown(wait=False)  # queued runs of other sessions still finish there
+            pool = landscapes.parallel.process_pool(n)
+            with _bare_main() as bare:
+                warm = []
+                for _ in range(n):  # each submit starts a worker: with the bare main in place
+                    sys.modules["__main__"] = bare
+                    warm += landscapes.parallel.warm_up(pool, 1)
+            self._executor, self._size, self._warm = pool, n, warm
+
+    def ready(self) -> bool:
+        """Whether the pool is started and every one of its workers has answered."""
+        with self._lock:
+            return self._executor is not None and all(f.done() and not f.cancelled() and f.exception() is None
+                                                      for f in self._warm)
+
+    def executor(self) -> Executor | None:
+        with self._lock:
+            return self._executor
+
+    def discard(self, executor: Executor) -> None:
+        """Forget a pool that broke; the next :meth:`start` makes a new one."""
+        with self._lock:
+            if self._executor is executor:
+                self._executor, self._warm = None, []
+        executor.shutdown(wait=False)
+
+    def shutdown(self) -> None:
+        """Stop the worker processes (a later :meth:`start` starts new ones)."""
+        with self._lock:
+            pool, self._executor, self._warm = self._executor, None, []
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+POOL = WorkerPool()
+atexit.register(POOL.shutdown)
+
+
 def start_workers() -> None:
     """Start the worker processes in the background (once per server; the first runs of the first page
     are computed in the server process until the workers are up)."""
     n = processes()
     if n > 1:
-        landscapes.parallel.start_pool(n)
+        POOL.start(n)
 
 
 def _run_key(key: LandscapeKey, name: str, steps: int, hyper: tuple, start: tuple[float, float], seed: int,
@@ -135,12 +214,14 @@ def prefetch(requests: Iterable[tuple]) -> None:
         n = processes()
     except ValueError:  # shown once by app/main.py
         n = 1
+    executor = POOL.executor()
     if (n > 1 and len(missing) > 1 and sum(k[2] for k in missing) >= PARALLEL_MIN_STEPS
-            and landscapes.parallel.pool_ready()):
+            and executor is not None and POOL.ready()):
         jobs = [landscapes.TrajectoryJob(build_landscape(k[0]), k[1], k[2], dict(k[3]), k[4], k[5], k[6])
                 for k in missing]
         try:
-            runs = landscapes.run_trajectories(jobs, processes=n, return_exceptions=True)
+            runs = landscapes.run_trajectories(jobs, executor=executor, return_exceptions=True,
+                                               on_broken=POOL.discard)
         except Exception:  # noqa: BLE001 - anything else: left to trajectory(), which computes here
             return
         for k, run in zip(missing, runs):
@@ -242,7 +323,7 @@ class RunResult:
 
 def _full_passes(runs: Sequence[Trajectory]) -> np.ndarray:
     longest = max(runs, key=lambda t: len(t.forward_passes))
-    per_step = OPTIMIZERS[longest.optimizer].forward_passes_per_step
+    per_step = OPTIMIZERS[longest.optimizer].forward_passes(longest.hyper)
     steps = max(t.steps for t in runs)
     return np.arange(steps + 1) * per_step
 
@@ -275,10 +356,12 @@ def matched_lr(key: LandscapeKey, name: str, target_length: float, steps: int, h
                                         strict=False)
 
 
-def budget_steps(names: Sequence[str], steps: int) -> tuple[int, dict[str, int]]:
-    """The forward-pass budget of ``steps`` two-point steps (2 × steps) and each optimizer's steps."""
+def budget_steps(names: Sequence[str], steps: int,
+                 hypers: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[int, dict[str, int]]:
+    """The forward-pass budget of ``steps`` two-point steps (2 × steps) and each optimizer's steps (with
+    its ``hypers``: q directions a step take 2q passes)."""
     budget = 2 * int(steps)
-    return budget, landscapes.equal_budget(budget, names)
+    return budget, landscapes.equal_budget(budget, names, hypers)
 
 
 def metrics_rows(results: Sequence[RunResult], landscape: Landscape) -> list[dict]:

@@ -29,10 +29,14 @@ MAX_SEED = 10**6
 BUDGET_OPTIONS: list[Any] = [None, 1, 2, 3, 4, 5, 10, 20, 50, 100, 1000]
 FAIR_MODES = {"off": "off", "path": "equal path length", "budget": "equal forward passes"}
 COLOUR_MODES = ("auto", "log", "linear")
-#: Hyperparameters the Compare page can sweep (plus the global seed budget). ``betas`` sweeps the pair
-#: (beta1, beta2) together, written ``b1/b2`` (e.g. ``0.7/0.9, 0.7/0, 0/0``: the paper's β study).
-SWEEPABLE = ("betas", "beta1", "beta2", "horizon", "lr", "eps", "warmup", "delta", "weight_decay",
-             "hessian_smooth", "distribution")
+#: The order the Compare page lists sweepable hyperparameters in; one not named here comes after them.
+_SWEEP_ORDER = ("betas", "beta1", "beta2", "horizon", "lr", "eps", "warmup", "delta", "weight_decay",
+                "hessian_smooth", "distribution")
+#: Hyperparameters the Compare page can sweep (plus the global seed budget): every registry entry's
+#: ``sweepable``. ``betas`` sweeps the pair (beta1, beta2) together, written ``b1/b2`` (e.g.
+#: ``0.7/0.9, 0.7/0, 0/0``: the paper's β study).
+SWEEPABLE = tuple(sorted(dict.fromkeys(p for e in OPTIMIZERS.values() for p in e.sweepable),
+                         key=lambda p: _SWEEP_ORDER.index(p) if p in _SWEEP_ORDER else len(_SWEEP_ORDER)))
 #: At most this many optimizers side by side on the Compare page.
 MAX_COMPARE_OPTIMIZERS = 3
 
@@ -286,23 +290,19 @@ def sweepable(names: str | Sequence[str]) -> list[str]:
     """What the Compare page can sweep for every optimizer in ``names`` (the seed budget only when all
     of them draw random directions)."""
     names = [names] if isinstance(names, str) else list(names)
-    out = []
-    for p in SWEEPABLE:
-        needs = ("beta1", "beta2") if p == "betas" else (p,)
-        if all(all(k in OPTIMIZERS[n].specs for k in needs) for n in names):
-            out.append(p)
+    out = [p for p in SWEEPABLE if all(p in OPTIMIZERS[n].sweepable for n in names)]
     if all(OPTIMIZERS[n].zeroth_order for n in names):
         out.append("seed_budget")
     return out
 
 
 # --------------------------------------------------------------------------------- work budget
-#: What one step costs on a 2-D landscape, in MeZO steps (CPU time per step of 400-step runs on
-#: Rosenbrock, this 2-core machine, 2026-11-30: MeZO 91 µs, AdaMeZO 104 / 168 / 422 / 1126 µs at
-#: K = 1 / 10 / 50 / 200, ZO-Adam 131, HiZOO 151, Adam 199, AdamW 195). AdaMeZO regenerates K
-#: directions a step, hence ``HORIZON_COST`` per unit of K.
-STEP_COST = {"zo-adam": 1.5, "hizoo": 1.7}
-FIRST_ORDER_COST = 2.2
+#: What one step costs on a 2-D landscape, in MeZO steps, is each registry entry's ``step_cost_2d`` (CPU
+#: time per step of 400-step runs on Rosenbrock, this 2-core machine, 2026-11-30: MeZO 91 µs, AdaMeZO
+#: 104 / 168 / 422 / 1126 µs at K = 1 / 10 / 50 / 200, ZO-Adam 131, HiZOO 151, Adam 199, AdamW 195; and
+#: on 2026-12-01, busier: MeZO 97, HELENE 124 (1.27×), ZO-AdaMU 172 (1.76×)).
+#: AdaMeZO regenerates K directions a step, hence ``HORIZON_COST`` per unit of K; q directions a step
+#: cost q times as much.
 HORIZON_COST = 0.065
 #: Evaluations (runs of the full length) one path-length match takes in the app: a 10-point log scan
 #: and Brent's method (``compute.matched_lr``).
@@ -331,9 +331,11 @@ def max_work() -> int:
 
 def step_cost(name: str, hyper: Mapping[str, Any]) -> float:
     """One step of optimizer ``name`` with ``hyper``, in MeZO steps."""
-    if not OPTIMIZERS[name].zeroth_order:
-        return FIRST_ORDER_COST
-    return STEP_COST.get(name, 1.0) + HORIZON_COST * float(hyper.get("horizon") or 0)
+    entry = OPTIMIZERS[name]
+    if not entry.zeroth_order:
+        return entry.step_cost_2d
+    return ((entry.step_cost_2d + HORIZON_COST * float(hyper.get("horizon") or 0))
+            * int(hyper.get("num_directions") or 1))
 
 
 def runs_work(runs: Iterable[tuple[str, int, Mapping[str, Any], int]]) -> float:
@@ -352,7 +354,7 @@ def playground_work(values: Mapping[str, Any]) -> float:
     hypers = {n: hyper_of(values, n) for n in names}
     each = {n: steps for n in names}
     if fair == "budget":  # steps = forward passes / passes per step: never more than `steps` × 2
-        each = {n: 2 * steps // max(1, OPTIMIZERS[n].forward_passes_per_step) for n in names}
+        each = {n: 2 * steps // max(1, OPTIMIZERS[n].forward_passes(hypers[n])) for n in names}
     work = runs_work((n, each[n], hypers[n], repeats) for n in names)
     if fair == "path" and len(names) > 1:
         work += sum(MATCH_EVALUATIONS * steps * step_cost(n, hypers[n]) for n in names[1:])

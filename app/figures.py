@@ -59,17 +59,19 @@ SLOT_STYLES: tuple[Style, ...] = (
     Style(OKABE_ITO["purple"], "dot", "diamond", (0, (1.2, 1.8)), "D"),              # Adam
     Style(OKABE_ITO["sky"], "longdashdot", "star", (0, (10, 3, 2, 3)), "*"),         # AdamW
     Style(OKABE_ITO["black"], "6px,2px,2px,2px,2px,2px", "x", (0, (6, 2, 2, 2, 2, 2)), "X"),
-    Style("#7a7a7a", "2px,4px", "hexagon", (0, (2, 4)), "h"),
+    Style("#882255", "2px,4px", "hexagon", (0, (2, 4)), "h"),                       # (Tol's wine)
 )
 #: Swept values of one hyperparameter: Okabe-Ito colours in order (no yellow: unreadable on white).
 SWEEP_COLOURS = tuple(OKABE_ITO[k] for k in ("blue", "vermillion", "green", "orange", "purple", "sky", "black")) \
-    + ("#7a7a7a",)
+    + ("#882255",)
 #: The landscape's greys: the lowest values lightest, so coloured paths stand out where they end.
 GREYS = ("#ffffff", "#9c9c9c")
 CONTOUR_SCALE = [[0.0, GREYS[0]], [1.0, GREYS[1]]]
 #: Paths are subsampled to at most this many points for display (positions only; the table and the
 #: CSV use every step).
 MAX_DISPLAY_POINTS = 2500
+#: The colour of each slot (the registry's ``colour_slot`` indexes it; :func:`style_for` has the rest).
+PALETTE = [st.colour for st in SLOT_STYLES]
 MAX_FRAMES = 100
 
 

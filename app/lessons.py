@@ -32,6 +32,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,7 +373,7 @@ Runner = Callable[[list[TrajectoryJob]], list[Trajectory]]
 
 def run_here(jobs: list[TrajectoryJob]) -> list[Trajectory]:
     """Compute jobs one after another in this process."""
-    return landscapes.run_trajectories(jobs, processes=1)
+    return landscapes.run_trajectories(jobs)
 
 
 def trajectory_values(lesson: Lesson, runs: Mapping[str, Sequence[Trajectory]],
@@ -457,13 +458,15 @@ def spsa_values(lesson: Lesson, seeds: Sequence[int]) -> dict[str, dict[str, lis
             "single_error": {"mezo": [float(np.median(d.single_errors())) for d in draws]}}
 
 
-MEMORY_OPTIMIZERS = ("mezo", "adamezo", "zo-adam", "hizoo", "adam")
+#: The memory lesson measures every optimizer of the registry.
+MEMORY_OPTIMIZERS = tuple(OPTIMIZERS)
 
 
 def measured_state_bytes(sizes: Sequence[int] = (1_000, 10_000, 100_000), horizon: int = 10) -> list[dict]:
     """Optimizer-state bytes measured with ``optimizers.state_bytes`` (the number the LLM page records as
     ``optimizer_state_bytes``) on a float32 parameter of each size, after enough steps of
-    f(θ) = ½‖θ‖² for every state to exist (``horizon + 1`` for AdaMeZO, so its K pairs are all there)."""
+    f(θ) = ½‖θ‖² for every state to exist (``horizon + 1`` for an optimizer with a horizon K, so its K
+    pairs are all there)."""
     import torch
 
     from optimizers import make_optimizer, state_bytes
@@ -472,12 +475,39 @@ def measured_state_bytes(sizes: Sequence[int] = (1_000, 10_000, 100_000), horizo
     for size in sizes:
         for name in MEMORY_OPTIMIZERS:
             theta = torch.nn.Parameter(torch.full((int(size),), 0.5, dtype=torch.float32))
-            hyper = {"horizon": horizon} if name == "adamezo" else {}
+            hyper = {"horizon": horizon} if "horizon" in OPTIMIZERS[name].specs else {}
             opt = make_optimizer(name, [theta], lr=1e-3, **hyper)
-            for _ in range(horizon + 1 if name == "adamezo" else 2):
+            for _ in range(horizon + 1 if hyper else 2):
                 opt.step(lambda: 0.5 * (theta * theta).sum())
             rows.append({"optimizer": name, "label": OPTIMIZERS[name].title, "params": int(size),
                          "state_bytes": int(state_bytes(opt)), "measured": True})
+    return rows
+
+
+def _kept(words: str) -> str:
+    return "×" if words == "none" else f"✓ {words}"
+
+
+def paper_table(measured: Sequence[dict]) -> list[dict]:
+    """The paper's Table 1 columns for every measured optimizer, from the library's own numbers: parameter
+    memory (P, the float32 weights, plus the state measured by ``state_bytes``, fitted as a + b·P through
+    the two largest sizes: b/4 more copies of P and a bytes; first-order methods also need the backward
+    pass, B), forward passes per step (the registry's, one direction) and whether the first and second
+    moments are kept (the registry entry's words)."""
+    by: dict[str, list[dict]] = {}
+    for r in measured:
+        by.setdefault(r["optimizer"], []).append(r)
+    rows = []
+    for name, rs in by.items():
+        entry = OPTIMIZERS[name]
+        (p0, b0), (p1, b1) = [(r["params"], r["state_bytes"]) for r in sorted(rs, key=lambda r: r["params"])[-2:]]
+        per_param = (b1 - b0) / (p1 - p0)
+        constant = round(b0 - per_param * p0)
+        copies = 1 + per_param / 4
+        memory = f"{copies:g}P" + (f" + {constant} B" if constant else "") + ("" if entry.zeroth_order else " + backward")
+        rows.append({"optimizer": entry.title, "parameter memory": memory,
+                     "forward passes per step": entry.forward_passes_per_step,
+                     "1st moment": _kept(entry.first_moment), "2nd moment": _kept(entry.second_moment)})
     return rows
 
 
@@ -669,9 +699,10 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(first, last + 1))
 
 
-def pool_runner(processes: int) -> Runner:
+def pool_runner(executor: Executor) -> Runner:
+    """A runner that computes a batch of runs on ``executor`` (its owner shuts it down)."""
     def run(jobs: list[TrajectoryJob]) -> list[Trajectory]:
-        return landscapes.run_trajectories(jobs, processes=processes)
+        return landscapes.run_trajectories(jobs, executor=executor)
     return run
 
 
@@ -744,12 +775,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     processes = args.processes or min(4, landscapes.parallel.default_processes())
     if not 1 <= processes <= landscapes.parallel.MAX_PROCESSES:
         parser.error(f"--processes {processes} is out of range; allowed: 1 to {landscapes.parallel.MAX_PROCESSES}")
-    runner = run_here if processes == 1 else pool_runner(processes)
-    try:
-        ok = check(seeds, runner, chosen)
-    finally:
-        if processes > 1:
-            landscapes.parallel.shutdown_pool()
+    if processes == 1:
+        ok = check(seeds, run_here, chosen)
+    else:
+        with landscapes.parallel.process_pool(processes) as pool:  # this command's pool, for its lifetime
+            ok = check(seeds, pool_runner(pool), chosen)
     return 0 if ok else 1
 
 

@@ -90,7 +90,7 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
     fair = values.get("fair", "off")
     notes = []
     if fair == "budget":
-        total, steps_of = compute.budget_steps(names, steps)
+        total, steps_of = compute.budget_steps(names, steps, hypers)
         notes.append(f"Equal forward passes: every optimizer gets {total} forward passes (2 × {steps} steps): "
                      + ", ".join(f"{OPTIMIZERS[n].title} {s} steps" for n, s in steps_of.items())
                      + ". First-order Adam's backward pass is not counted.")

@@ -24,7 +24,6 @@ logging.disable(logging.WARNING)
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-import landscapes  # noqa: E402
 from app import compute  # noqa: E402
 
 
@@ -46,10 +45,10 @@ def main() -> None:
     # The app starts its worker processes after the first page; time the changes once they are up,
     # as a user would meet them a few seconds after opening the app.
     t0 = time.perf_counter()
-    while not landscapes.parallel.pool_ready() and time.perf_counter() - t0 < 120:
+    while not compute.POOL.ready() and time.perf_counter() - t0 < 120:
         time.sleep(0.1)
     print(f"worker processes up {time.perf_counter() - t0:.1f} s later: "
-          f"{landscapes.parallel.pool_ready()} (ADAMEZO_APP_PROCESSES={compute.processes()})")
+          f"{compute.POOL.ready()} (ADAMEZO_APP_PROCESSES={compute.processes()})")
     modes = iter(["linear", "log", "auto"] * 10)
     display = timed(at, lambda a: a.radio(key="playground:colour").set_value(next(modes)).run())
     seeds = iter(range(1, 12))

@@ -19,6 +19,7 @@ import platform
 import statistics
 import sys
 import time
+from concurrent.futures import wait
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -108,18 +109,16 @@ def main() -> None:
     print(f"3 optimizers x {args.steps} steps: {total:.3f} s CPU ({'under' if total < 1 else 'OVER'} the 1 s target)")
 
     processes = args.processes or parallel.default_processes()
-    parallel.start_pool(processes)
-    while not parallel.pool_ready():
-        time.sleep(0.05)
-    jobs = [TrajectoryJob(ls, name, args.steps, hyper) for name, hyper in RUNS]
-    here, pooled = [], []
-    for _ in range(args.repeats):
-        here.append(timed(lambda: run_trajectories(jobs, processes=1))[1])
-        pooled.append(timed(lambda: run_trajectories(jobs, processes=processes))[1])
+    with parallel.process_pool(processes) as pool:
+        wait(parallel.warm_up(pool, processes))
+        jobs = [TrajectoryJob(ls, name, args.steps, hyper) for name, hyper in RUNS]
+        here, pooled = [], []
+        for _ in range(args.repeats):
+            here.append(timed(lambda: run_trajectories(jobs))[1])
+            pooled.append(timed(lambda: run_trajectories(jobs, executor=pool))[1])
     h, p = statistics.median(here), statistics.median(pooled)
     print(f"the three through run_trajectories, wall s: in this process {h:.3f}, on {processes} worker processes "
           f"{p:.3f} (ratio {p / h:.2f})")
-    parallel.shutdown_pool()
 
 
 if __name__ == "__main__":

@@ -121,8 +121,10 @@ def memory(runs_dir: Path, steps: int) -> None:
     print(f"\n## Peak memory and optimizer state on the bundled model ({steps} steps, each in its own process)\n")
     print("| optimizer | peak memory (MB) | x MeZO | optimizer state (bytes) | forward passes/step | s/step |")
     print("|---|---|---|---|---|---|")
+    from optimizers import OPTIMIZERS
+
     base = None
-    for name in ("mezo", "adamezo", "zo-adam", "hizoo", "adam"):
+    for name in OPTIMIZERS:  # every optimizer of the registry, MeZO first
         recs = finetune(runs_dir, f"memory-{name}", name, steps, "--eval-every", str(steps))
         last = recs[-1]
         base = base or last["peak_memory_bytes"]

@@ -7,6 +7,9 @@ direction generator's cost per element.
 
     python benchmarks/optimizer_step.py                      # OPT-125m shape, batch 16 x 64, 3 steps
     python benchmarks/optimizer_step.py --shape tiny --steps 5
+    python benchmarks/optimizer_step.py --optimizers mezo helene zo-adamu mezo:num_directions=4
+
+An optimizer is a registry name, optionally with hyperparameters after a colon (``NAME:KEY=VALUE,...``).
 
 Peak memory is CUDA's max allocated bytes on a GPU, and the process's peak resident set size on the
 CPU (it includes the model and the Python/torch runtime, as a user's process would).
@@ -30,7 +33,22 @@ SHAPES = {
     "tiny": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, ffn_dim=512,
                  vocab_size=2048, max_position_embeddings=256, word_embed_proj_dim=128),
 }
-DEFAULT = ["mezo", "adamezo", "zo-adam", "hizoo", "adam"]
+DEFAULT = ["mezo", "adamezo", "zo-adam", "hizoo", "helene", "zo-adamu", "adam"]
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``"mezo:num_directions=4"`` -> ``("mezo", {"num_directions": 4})`` (values read as int, float or text)."""
+    name, _, rest = spec.partition(":")
+    hyper = {}
+    for item in filter(None, rest.split(",")):
+        key, _, text = item.partition("=")
+        for kind in (int, float, str):
+            try:
+                hyper[key] = kind(text)
+                break
+            except ValueError:
+                continue
+    return name, hyper
 
 
 def peak_memory_bytes(device) -> int:
@@ -74,9 +92,10 @@ def worker(args) -> None:
     n_params = sum(p.numel() for p in model.parameters())
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, SHAPES[args.shape]["vocab_size"], (args.batch, args.seq), generator=g).to(device)
-    hyper = {"horizon": args.horizon} if args.optimizer == "adamezo" else {}
-    opt = make_optimizer(args.optimizer, model.parameters(), lr=1e-6, **hyper)
-    if args.optimizer == "adamezo":
+    name, hyper = parse_spec(args.optimizer)
+    hyper = ({"horizon": args.horizon} if name == "adamezo" else {}) | hyper
+    opt = make_optimizer(name, model.parameters(), lr=1e-6, **hyper)
+    if name == "adamezo" and int(hyper.get("num_directions", 1)) == 1:
         # Pre-fill the history with K − 1 pairs so that every measured step regenerates all K
         # directions (the steady state) instead of paying K warm-up steps of ~20 s each.
         opt._history = [(opt.seed_for_step(10**6 + i), 1e-12) for i in range(args.horizon - 1)]

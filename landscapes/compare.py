@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from optimizers import OPTIMIZERS, make_optimizer
+from optimizers import OPTIMIZERS
 
 from .engine import Repeats, Trajectory, resolve, run_repeats, run_trajectory
 from .landscape import Landscape, Point
@@ -319,25 +318,23 @@ def match_to_reference(
 
 
 # --------------------------------------------------------------------------------- equal budgets
-def forward_passes_per_step(name: str) -> int:
-    """Closure calls per step of optimizer ``name``: the registry's figure, else measured on one step."""
+def forward_passes_per_step(name: str, hyper: Mapping[str, Any] | None = None) -> int:
+    """Closure calls per step of optimizer ``name`` with ``hyper`` (the registry's figure: 2q for q
+    directions, plus the method's extra passes; 1 for first-order methods)."""
     entry = OPTIMIZERS.get(name)
     if entry is None:
         raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
-    per_step = getattr(entry, "forward_passes_per_step", None)
-    if isinstance(per_step, int) and per_step > 0:
-        return per_step
-    theta = torch.nn.Parameter(torch.tensor([0.5, -0.5], dtype=torch.float64))
-    opt = make_optimizer(name, [theta])
-    opt.step(lambda: (theta * theta).sum())
-    return int(opt.forward_passes)
+    return entry.forward_passes(hyper)
 
 
-def equal_budget(budget: int, names: Iterable[str]) -> dict[str, int]:
-    """Steps each optimizer gets from ``budget`` forward passes: ``budget // passes_per_step``."""
+def equal_budget(budget: int, names: Iterable[str],
+                 hypers: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, int]:
+    """Steps each optimizer gets from ``budget`` forward passes: ``budget // passes_per_step`` (with each
+    optimizer's ``hypers``, which may set several directions a step)."""
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1:
         raise ValueError(f"budget must be a positive number of forward passes, got {budget!r}")
-    return {name: int(budget) // forward_passes_per_step(name) for name in names}
+    hypers = hypers or {}
+    return {name: int(budget) // forward_passes_per_step(name, hypers.get(name)) for name in names}
 
 
 def run_budget(
@@ -353,4 +350,4 @@ def run_budget(
     ls = resolve(landscape)
     hypers = hypers or {}
     return {name: run_trajectory(ls, name, steps, dict(hypers.get(name, {})), start, seed, seed_budget)
-            for name, steps in equal_budget(budget, names).items()}
+            for name, steps in equal_budget(budget, names, hypers).items()}

@@ -3,6 +3,7 @@
     python -m llm_demo.finetune --optimizer adamezo --steps 400 --out runs/NAME
         [--model DIR] [--data FILE.jsonl|DIR] [--device auto|cpu|cuda] [--dtype float32|float16|bfloat16]
         [--seed N] [--batch-size 16] [--eval-every 50] [--checkpoint-every 50] [--resume | --overwrite]
+        [--lr-scheduler-type constant|constant_with_warmup|linear|cosine] [--warmup-steps N]
         [--<hyperparameter> VALUE ...]          # flags generated from the optimizer registry
 
 The bundled tiny OPT and sentiment task are the defaults. ``train()`` is a generator of records
@@ -49,22 +50,13 @@ from typing import Any
 
 import torch
 
-from optimizers import OPTIMIZERS, get_entry, make_optimizer, mix_key, state_bytes
+from optimizers import OPTIMIZERS, get_entry, make_optimizer, mix_key, state_bytes, weight_decay_groups
 
 from .tasks import BUNDLED_MODEL, BUNDLED_TASK, encode, evaluate, load_model, load_task, loss_fn, resolve_device, subset
 
-# The demo's defaults on the bundled model and task (the CLI's and the app's starting values). AdaMeZO
-# runs with the registry's own defaults; the others use the lr that did best in the README's runs
-# (MeZO: best dev loss after 1000 steps on the grid 1e-4/3e-4/1e-3/3e-3 for 3 seeds, 3e-3 diverges;
-# HiZOO: best dev loss after 500 steps of 3e-4/1e-3/3e-3, seed 0, 3e-3 blows up).
-DEMO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mezo": {"lr": 1e-3},
-    "adamezo": {},
-    "zo-adam": {"lr": 1e-3},
-    "hizoo": {"lr": 1e-3},
-    "adam": {"lr": 1e-3},
-    "adamw": {"lr": 1e-3},
-}
+# The demo's defaults on the bundled model and task (the CLI's and the app's starting values): each
+# registry entry's ``llm_hyper`` (how they were chosen is in the README's LLM demo section).
+DEMO_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(entry.llm_hyper) for name, entry in OPTIMIZERS.items()}
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -76,6 +68,8 @@ LOCK = "lock"  # flock-ed by the process that runs in the folder, for its lifeti
 # --overwrite deletes these (and their .tmp files) and nothing else.
 RUN_FILES = (CONFIG, METRICS, CHECKPOINT, STATUS, PID, "log.txt", "started", "owner")
 SEED_MAX = 2**63 - 1  # the optimizers' seed range (torch generators take 64-bit seeds)
+#: Learning-rate schedules (Hugging Face's names, built by ``transformers.get_scheduler``).
+LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:[0-9]{1,4})$")
 
 
@@ -97,6 +91,8 @@ class RunConfig:
     checkpoint_every: int = 50
     max_length: int = 128
     threads: int = 0  # 0: one thread for models under 20 M parameters on the CPU, else torch's default
+    lr_scheduler_type: str = "constant"  # Hugging Face's names: constant, constant_with_warmup, linear, cosine
+    warmup_steps: int = 0
 
     def validate(self) -> RunConfig:
         for name in ("optimizer", "model", "data", "device", "dtype"):
@@ -114,6 +110,16 @@ class RunConfig:
         if not _DEVICE.match(self.device):
             raise ValueError(f"invalid device={self.device!r:.100}; allowed: 'auto', 'cpu', 'cuda' or 'cuda:N' "
                              "(N the index of a CUDA device)")
+        if self.lr_scheduler_type not in LR_SCHEDULES:
+            raise ValueError(f"invalid lr_scheduler_type={self.lr_scheduler_type!r:.100}; allowed: "
+                             f"{', '.join(map(repr, LR_SCHEDULES))}")
+        if (isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int)
+                or not 0 <= self.warmup_steps <= self.steps):
+            raise ValueError(f"invalid warmup_steps={self.warmup_steps!r:.100}; allowed: an integer from 0 to "
+                             f"the steps ({self.steps})")
+        if self.warmup_steps and self.lr_scheduler_type == "constant":
+            raise ValueError(f"warmup_steps={self.warmup_steps} needs a schedule with a warm-up; the 'constant' "
+                             "schedule has none: use 'constant_with_warmup' (or 'linear', 'cosine')")
         if self.dtype not in ("float32", "float16", "bfloat16"):
             raise ValueError(f"invalid dtype={self.dtype!r:.100}; allowed: 'float32', 'float16', 'bfloat16'")
         if not isinstance(self.hyper, dict) or not all(isinstance(k, str) for k in self.hyper):
@@ -171,9 +177,15 @@ def model_fingerprint(model_dir: str) -> str:
     return h.hexdigest()
 
 
+#: Settings added after runs were saved, with the value those runs had: at that value they are left out
+#: of the hash, so the checkpoints of older runs still belong to their run.
+_LATER_SETTINGS = {"lr_scheduler_type": "constant", "warmup_steps": 0}
+
+
 def config_hash(config: RunConfig | dict[str, Any]) -> str:
     """sha256 of the run's settings (canonical JSON): a checkpoint records the run it belongs to."""
     values = asdict(config) if isinstance(config, RunConfig) else config
+    values = {k: v for k, v in values.items() if not (k in _LATER_SETTINGS and v == _LATER_SETTINGS[k])}
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
@@ -281,8 +293,14 @@ class Trainer:
         self.test_batch = (encode(self.task, self.tokenizer, self.task.splits["test"], config.max_length)
                            if "test" in self.task.splits else None)
         self.entry = get_entry(config.optimizer)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(config.optimizer, params, seed=config.seed, **config.optimizer_hyper())
+        hyper = config.optimizer_hyper()
+        weight_decay = hyper.get("weight_decay", self.entry.specs["weight_decay"].default)
+        if weight_decay:  # as the published MeZO/AdaMeZO and Hugging Face: no decay on biases and layer norms
+            params = weight_decay_groups(self.model.named_parameters(), weight_decay)
+        else:  # one group, in the model's order (the block layout older run logs replay on)
+            params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(config.optimizer, params, seed=config.seed, **hyper)
+        self.scheduler = lr_schedule(self.optimizer, config)
         self.step = 0
         self.wall_time = 0.0
         self.log: list[tuple] = []  # the ZO replay log, one entry a step
@@ -314,12 +332,17 @@ class Trainer:
                 raise ValueError(f"{self.config.model}: the model files changed since the run started, so its "
                                  "log cannot be replayed; start a new run")
         try:
-            if ckpt["mode"] == "replay":
-                for entry in ckpt["log"]:
-                    self.optimizer.replay(tuple(entry))
-            else:
-                self.model.load_state_dict(ckpt["model"])
-                self.optimizer.load_state_dict(ckpt["optimizer"])
+            with warnings.catch_warnings():  # the scheduler steps without optimizer.step(): torch would warn
+                warnings.simplefilter("ignore", UserWarning)
+                if ckpt["mode"] == "replay":
+                    for entry in ckpt["log"]:
+                        self.optimizer.replay(tuple(entry))
+                        self.scheduler.step()
+                else:
+                    self.model.load_state_dict(ckpt["model"])
+                    self.optimizer.load_state_dict(ckpt["optimizer"])
+                    for _ in range(ckpt["step"]):  # each lr is the base lr times the schedule at that step
+                        self.scheduler.step()
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
             raise ValueError(f"the checkpoint does not fit this model and optimizer ({_first_line(e)}); "
                              "start the run again with --overwrite") from None
@@ -353,6 +376,7 @@ class Trainer:
             batch = self._batch(self.step)
             start = time.perf_counter()
             loss = self.optimizer.step(lambda: loss_fn(self.model, batch))
+            self.scheduler.step()
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             self.wall_time += time.perf_counter() - start
@@ -374,6 +398,15 @@ class Trainer:
     def _evaluate(self) -> dict[str, float]:
         eval_loss, eval_acc = evaluate(self.model, self.eval_batch)
         return {"eval_loss": eval_loss, "eval_accuracy": eval_acc}
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, config: RunConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The run's learning-rate schedule over ``config.steps`` (``transformers.get_scheduler``; stepped once
+    after every optimizer step, and again for every step a resume replays)."""
+    from transformers import get_scheduler
+
+    return get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.warmup_steps,
+                         num_training_steps=config.steps)
 
 
 def train(config: RunConfig) -> Iterator[dict[str, Any]]:
@@ -652,6 +685,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--max-length", type=int, default=d.max_length)
     p.add_argument("--threads", type=int, default=d.threads, help="0: automatic")
+    p.add_argument("--lr-scheduler-type", default=d.lr_scheduler_type, choices=LR_SCHEDULES,
+                   help="the learning-rate schedule over --steps (Hugging Face's names)")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
+                   help="steps of linear warm-up from lr 0 (with constant_with_warmup, linear, cosine)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, with its saved configuration")
     p.add_argument("--overwrite", action="store_true",

@@ -2,7 +2,7 @@
 
 Cai, Chen and Zhu, "AdaMeZO: Adam-style Zeroth-Order Optimizer for LLM Fine-tuning Without Maintaining
 the Moments". The moments are recomputed every step from the last K (seed, c) pairs, regenerating the
-random directions block by block (``shared/SPEC.md`` is the reference for the formulas below).
+random directions block by block (``docs/optimizers.md`` has the formulas of every method).
 
 With J = min(K, pairs so far) and normalized truncated EMA weights
 
@@ -23,13 +23,42 @@ overflow in float16) and θ_b is written back with one rounding: one block in th
 plus three float32 blocks of temporaries. As with any training without a float32 master copy, an
 update smaller than half a unit in the last place of θ is rounded away.
 
-Relation to the published reference code, which uses m' = Σ β1^k c z, v' = Σ β2^k c² z² and the update
-100·m'/(sqrt(v') + 1e-5): with S1 = (1−β1^K)/(1−β1) and S2 = (1−β2^K)/(1−β2) (once K pairs exist)
-the two agree when
+Several directions a step (``num_directions=q``): the pair list holds q (seed, c) pairs a step, the
+step's estimate is ĝ = (1/q) Σ_j c_j z_j, and m, v are the formulas above with ĝ_{t−k} in place of
+c_{t−k} z_{t−k} (v over ĝ², not the average of the c² z²); a block of ĝ is rebuilt from its q
+directions, so the temporaries are four blocks (m_b, v_b, ĝ_b and z) and a step regenerates K·q
+directions for the update.
 
-    lr_ours = lr_ref · 100 · S1 / sqrt(S2)      and      delta_ours = 1e-5 / sqrt(S2).
+The published reference code, and how to reproduce it
+------------------------------------------------------
+The authors' code uses unnormalized moments over the last K pairs,
 
-:func:`reference_code_equivalent` computes this mapping.
+    m' = Σ_{k<K} β1^k c_{t−k} z_{t−k},     v' = Σ_{k<K} β2^k c_{t−k}² z_{t−k}²
+
+and the update θ ← θ − η_ref (100·m' / (sqrt(v') + 1e-5) + λ_ref θ) (with β2 = 0, v' is taken as 1:
+the update divides by 1 + 1e-5). Before that, while the 0-based step index is ≤ K (K + 1 steps), it
+takes plain MeZO steps θ ← θ − η_ref (c z + λ_ref θ) at its own lr η_ref; with K < 2 it never leaves
+MeZO. By the time it switches, K pairs exist.
+
+With S1 = (1−β1^K)/(1−β1) and S2 = (1−β2^K)/(1−β2), m' = S1·m and v' = S2·v, so the Adam-style
+steps agree when
+
+    lr_ours = lr_ref · 100 · S1 / sqrt(S2)         delta_ours = 1e-5 / sqrt(S2)
+    (β2 = 0: lr_ours = lr_ref · 100 · S1 / (1 + 1e-5))
+    weight_decay_ours = weight_decay_ref · lr_ref / lr_ours   (the decay step ηλ is the same)
+
+and ``warmup="mezo"`` takes the MeZO steps at lr · ``warmup_lr_scale``, with the scale
+lr_ref / lr_ours, so that they run at the published lr (their decay step ηλ is again the same).
+:func:`reference_code_equivalent` returns all of it as keyword arguments: given the published lr,
+betas, K and weight decay, ``AdaMeZO(groups, betas=betas, horizon=K, **reference_code_equivalent(...))``
+reproduces the published run step for step, warm-up included (a test checks 30 steps against a
+transcription of the published rules, for K = 1, 3 and 10). The published code also applies no
+weight decay to biases and layer norms: build the param groups with
+:func:`optimizers.weight_decay_groups`.
+
+``warmup="partial"`` (the default) is this library's own choice: the moments over the pairs that
+exist, at the same step scale as later steps (in the published parametrization: m' and v' over the
+J pairs there are, rescaled by S1(K)/S1(J) and S2(K)/S2(J)).
 """
 
 from __future__ import annotations
@@ -40,13 +69,16 @@ from collections.abc import Iterable
 import torch
 
 from .base import ZerothOrderOptimizer
-from .specs import BETA1, BETA2, DELTA, HyperSpec
+from .specs import BETA1, BETA2, DELTA, HyperSpec, validate_betas
 
 HORIZON = HyperSpec("horizon", 10, kind="int", low=1, ui_low=1, ui_high=50,
                     help="K: how many past (seed, c) pairs the moments are recomputed from.")
 WARMUP = HyperSpec("warmup", "partial", kind="choice", choices=("partial", "mezo"),
                    help="Before K pairs exist: 'partial' uses the pairs there are; 'mezo' (the "
-                        "published code) takes MeZO steps.")
+                        "published code) takes K + 1 MeZO steps (all of them if K < 2) at lr × warmup_lr_scale.")
+WARMUP_LR_SCALE = HyperSpec("warmup_lr_scale", 1.0, low=0.0, low_open=True, log=True, ui_low=1e-4, ui_high=10.0,
+                            help="warmup='mezo': the MeZO steps take lr × this (reference_code_equivalent sets it "
+                                 "so that they take the published lr).")
 
 
 def ema_weights(beta: float, count: int) -> list[float]:
@@ -55,19 +87,33 @@ def ema_weights(beta: float, count: int) -> list[float]:
     return [(1.0 - beta) * beta**k / norm for k in range(count)]
 
 
-def reference_code_equivalent(lr_ref: float, betas: tuple[float, float], horizon: int) -> dict[str, float]:
-    """lr and delta of this AdaMeZO that reproduce the published code's update with ``lr_ref``."""
-    b1, b2 = betas
+def reference_code_equivalent(lr_ref: float, betas: tuple[float, float], horizon: int,
+                              weight_decay_ref: float = 0.0) -> dict[str, float | str]:
+    """The AdaMeZO settings that reproduce the published reference code run with ``lr_ref``, ``betas``,
+    ``horizon`` (K) and ``weight_decay_ref``: ``lr``, ``delta``, ``weight_decay``, ``warmup="mezo"`` and
+    ``warmup_lr_scale`` (the MeZO warm-up then takes exactly ``lr_ref``), to pass to :class:`AdaMeZO`
+    with the same betas and horizon. See the module docstring for the derivation."""
+    specs = AdaMeZO.hyperparameters
+    owner = "reference_code_equivalent"
+    lr_ref = specs["lr"].validate(lr_ref, owner)
+    b1, b2 = validate_betas(betas, specs, owner)
+    horizon = specs["horizon"].validate(horizon, owner)
+    weight_decay_ref = specs["weight_decay"].validate(weight_decay_ref, owner)
     s1 = (1 - b1**horizon) / (1 - b1)
-    s2 = (1 - b2**horizon) / (1 - b2)
-    return {"lr": lr_ref * 100 * s1 / math.sqrt(s2), "delta": 1e-5 / math.sqrt(s2)}
+    if b2 == 0:  # the published code takes v' as 1: the update divides by 1 + 1e-5
+        lr, delta = lr_ref * 100 * s1 / (1 + 1e-5), 1e-5
+    else:
+        s2 = (1 - b2**horizon) / (1 - b2)
+        lr, delta = lr_ref * 100 * s1 / math.sqrt(s2), 1e-5 / math.sqrt(s2)
+    return {"lr": lr, "delta": delta, "weight_decay": weight_decay_ref * lr_ref / lr, "warmup": "mezo",
+            "warmup_lr_scale": lr_ref / lr}
 
 
 class AdaMeZO(ZerothOrderOptimizer):
     """Memory-free Adam-style zeroth-order optimizer (2 forward passes a step, no per-parameter state)."""
 
     hyperparameters = ZerothOrderOptimizer.hyperparameters | {
-        s.name: s for s in (BETA1, BETA2, HORIZON, DELTA, WARMUP)
+        s.name: s for s in (BETA1, BETA2, HORIZON, DELTA, WARMUP, WARMUP_LR_SCALE)
     }
 
     def __init__(
@@ -85,31 +131,55 @@ class AdaMeZO(ZerothOrderOptimizer):
         chunk_size: int = 2**20,
         distribution: str = "gaussian",
         workers: int | None = None,
+        num_directions: int = 1,
+        warmup_lr_scale: float = 1.0,
     ) -> None:
         specs = self.hyperparameters
         name = type(self).__name__
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{name}: invalid betas={betas!r}; allowed: a pair (beta1, beta2), each in [0, 1)")
-        self.betas = (specs["beta1"].validate(betas[0], name), specs["beta2"].validate(betas[1], name))
+        self.betas = validate_betas(betas, specs, name)
         self.horizon = specs["horizon"].validate(horizon, name)
         self.delta = specs["delta"].validate(delta, name)
         self.warmup = specs["warmup"].validate(warmup, name)
-        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers)
+        self.warmup_lr_scale = specs["warmup_lr_scale"].validate(warmup_lr_scale, name)
+        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers,
+                         num_directions)
 
     def _config(self) -> dict:
-        return super()._config() | {"betas": self.betas, "horizon": self.horizon,
-                                    "delta": self.delta, "warmup": self.warmup}
+        return super()._config() | {"betas": self.betas, "horizon": self.horizon, "delta": self.delta,
+                                    "warmup": self.warmup, "warmup_lr_scale": self.warmup_lr_scale}
+
+    def _checked_state(self, sd: dict, where: str) -> dict:
+        zo = sd.get("zeroth_order") if isinstance(sd, dict) else None
+        config = zo.get("config") if isinstance(zo, dict) else None
+        if isinstance(config, dict) and "warmup" in config and "warmup_lr_scale" not in config:
+            # A state from before warmup_lr_scale existed: its MeZO warm-up took the lr as it is.
+            sd = {**sd, "zeroth_order": {**zo, "config": {**config, "warmup_lr_scale": 1.0}}}
+        return super()._checked_state(sd, where)
 
     def _history_cap(self, config: dict) -> int:
         return config["horizon"]
 
-    def _update(self, seed: int, c: float) -> None:
-        self._history.append((seed, c))
-        del self._history[:-self.horizon]
-        count = len(self._history)
-        if self.warmup == "mezo" and count < self.horizon:
-            self._sgd_update(seed, c)
+    def in_mezo_warmup(self, step: int) -> bool:
+        """Whether step ``step`` (0-based) is a MeZO step of ``warmup="mezo"``: the published code's rule,
+        step ≤ K, and every step when K < 2."""
+        return self.warmup == "mezo" and (step <= self.horizon or self.horizon < 2)
+
+    def _apply(self, entry: tuple) -> None:
+        pairs = self.directions_of(entry)
+        q = len(pairs)
+        self._history.extend(pair[:2] for pair in pairs)
+        del self._history[:-self.horizon * q]
+        if self.in_mezo_warmup(self.steps):
+            self._sgd_update(pairs, self.warmup_lr_scale)
             return
+        if q == 1:
+            self._adam_update()
+        else:
+            self._adam_update_directions(q)
+
+    def _adam_update(self) -> None:
+        """The update of one direction a step, fused with the restore (θ is at θ − ε z_t)."""
+        count = len(self._history)
         beta1, beta2 = self.betas
         newest_first = self._history[::-1]
         # Per pair: the weight of z in m (a_k c_k) and of z² in v (b_k c_k²). Pairs with both weights
@@ -157,5 +227,40 @@ class AdaMeZO(ZerothOrderOptimizer):
             if beta2 > 0:
                 m.div_(v.sqrt_().add_(self.delta))
             view.add_(m, alpha=-lr)
+
+        self._for_blocks(one)
+
+    def _adam_update_directions(self, q: int) -> None:
+        """The update with q directions a step: m and v over the steps' averaged estimates ĝ (θ is at
+        θ − ε z of the current step's last direction)."""
+        count = len(self._history) // q
+        beta1, beta2 = self.betas
+        steps = [self._history[i * q:(i + 1) * q] for i in range(count)][::-1]  # newest first
+        terms = [(pairs, a, b) for pairs, a, b in
+                 zip(steps, ema_weights(beta1, count), ema_weights(beta2, count))]
+        terms = [terms[0]] + [t for t in terms[1:] if t[1] != 0.0 or (beta2 > 0 and t[2] != 0.0)]
+        last, low = steps[0][-1][0], self._low
+
+        def one(b: int, w: int) -> None:
+            if low[b]:
+                theta, lr = self._restore_decay32(b, self._z32(last, b, w), self._buffer(5, b, w))
+            else:
+                theta, lr = self._restore_decay(b, self._z(last, b, w))
+            m, v, g = self._buffer(1, b, w), self._buffer(2, b, w), self._buffer(4, b, w)
+            for k, (pairs, wm, wv) in enumerate(terms):
+                estimate = self._estimate_block(pairs, b, w, g)
+                if k == 0:
+                    torch.mul(estimate, wm, out=m)
+                    if beta2 > 0:
+                        torch.mul(estimate, estimate, out=v).mul_(wv)
+                else:
+                    m.add_(estimate, alpha=wm)
+                    if beta2 > 0:
+                        v.addcmul_(estimate, estimate, value=wv)
+            if beta2 > 0:
+                m.div_(v.sqrt_().add_(self.delta))
+            theta.add_(m, alpha=-lr)
+            if low[b]:
+                self._view(self._blocks[b]).copy_(theta)
 
         self._for_blocks(one)

@@ -5,7 +5,19 @@ Two-point SPSA (shared by every ZO method here)::
     c_t = [L(θ_t + ε z_t; B_t) − L(θ_t − ε z_t; B_t)] / (2ε)        2 forward passes
 
 θ is perturbed in place (+ε z, then −2ε z); subclasses restore it (+ε z) fused with their update,
-which saves one regeneration of z. Subclasses implement :meth:`_update`.
+which saves one regeneration of z. Subclasses implement :meth:`_apply` (the update of a step from its
+log entry).
+
+Several directions per step (``num_directions=q``, the averaged q-SPSA estimate): directions
+z_1 … z_q, each with its own two forward passes (2q in all), and the estimate
+ĝ = (1/q) Σ_j c_j z_j. Every direction but the last is restored at once; the last one is restored fused
+with the update, as for q = 1 (which is exactly the two-point step above, bit for bit).
+
+Hooks for methods that estimate something else (one ``step`` for all of them):
+:meth:`_base_loss` (extra forward passes before the directions: HiZOO's L(θ)),
+:meth:`_direction_extras` (what a direction's losses give besides c: HiZOO's curvature, in the log
+entry), :meth:`_perturbation` (the perturbation block along a direction: HiZOO's Σ^{-1/2} z,
+ZO-AdaMU's momentum-centred draw) and :meth:`_apply`.
 
 Low precision: float16 and bfloat16 parameters are perturbed in their own dtype (the model runs in it),
 but every update is computed per block in float32 (z, and m/v where the method has them, upcast into
@@ -21,7 +33,6 @@ bit: ``|Δθ| ≤ 2·eps·(|θ| + |δθ|) + 2·tiny`` per element (see :data:`RE
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 import os
@@ -31,17 +42,22 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, ClassVar
 
 import torch
-from torch.optim import optimizer as _torch_optimizer
 
 from . import state_checks as checks
 from .directions import Block, DirectionSampler, make_blocks, mix_key
 from .specs import EPS, LR, WEIGHT_DECAY, ZO_COMMON, HyperSpec
+from .torch_compat import profile_hook_step
 
 Closure = Callable[[], Any]
 
 _POOL_SALT = 0x5EED_B0D6E7
 _DRAW_SALT = 0xD1CE
+_DIRECTION_SALT = 0xD15EC7
 
+
+#: Temporary buffers (see ``_buffer``) that hold draws in the parameter's dtype; the others hold float32
+#: for float16/bfloat16 parameters.
+PARAMETER_DTYPE_SLOTS = (0, 8)
 
 #: Parameter dtypes the optimizers train. float16/bfloat16 updates are computed in float32.
 SUPPORTED_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
@@ -93,45 +109,33 @@ def check_loss(loss: Any, where: str, after: str = "") -> torch.Tensor:
     return loss
 
 
-def profile_hook_step(func: Callable) -> Callable:
-    """``torch.optim.Optimizer.profile_hook_step`` that enters its profiler scope only when it is seen.
-
-    torch wraps every optimizer's ``step`` in a ``record_function`` scope (named
-    ``Optimizer.step#<class>.step``) and runs the step hooks around it. The scope costs ~45 µs a step
-    on a 2-core CPU: a third of a MeZO step on a 2-D landscape, where the app takes thousands of steps
-    per re-render (nothing next to a model's forward pass). This wrapper calls torch's own wrapper,
-    unchanged, whenever a profiler is running or any step hook (per optimizer or global) is
-    registered, and otherwise calls ``step`` directly, so profiles and hooks see exactly what torch
-    gives them.
-    """
-    hooked = torch.optim.Optimizer.profile_hook_step(func)
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        self = args[0]
-        if (torch._C._autograd._profiler_enabled() or self._optimizer_step_pre_hooks
-                or self._optimizer_step_post_hooks or _torch_optimizer._global_optimizer_pre_hooks
-                or _torch_optimizer._global_optimizer_post_hooks):
-            return hooked(*args, **kwargs)
-        out = func(*args, **kwargs)
-        self._optimizer_step_code()
-        return out
-
-    return wrapper
-
-
-def group_hyper(group: dict, specs: dict[str, HyperSpec], owner: str) -> None:
-    """Validate the per-group hyperparameters (lr, weight_decay) of one param group in place."""
-    for key in ("lr", "weight_decay"):
+def group_hyper(group: dict, specs: dict[str, HyperSpec], owner: str, keys: Iterable[str] = ("lr", "weight_decay")
+                ) -> None:
+    """Validate the per-group hyperparameters (lr, weight_decay, ...) of one param group in place."""
+    for key in keys:
         group[key] = specs[key].validate(group[key], owner)
 
 
-def seed_for_step(seed: int, seed_budget: int | None, step: int) -> int:
-    """The direction seed of step ``step`` of an optimizer with this ``seed`` and ``seed_budget``."""
-    if seed_budget is None:
-        return mix_key(seed, step)
-    index = mix_key(seed, _DRAW_SALT, step) % seed_budget
+def seed_for_step(seed: int, seed_budget: int | None, step: int, direction: int = 0) -> int:
+    """The seed of direction ``direction`` (0-based; q-SPSA draws several) of step ``step`` of an optimizer
+    with this ``seed`` and ``seed_budget``. Direction 0 is the one a single-direction step draws."""
+    if direction == 0:
+        if seed_budget is None:
+            return mix_key(seed, step)
+        index = mix_key(seed, _DRAW_SALT, step) % seed_budget
+    else:
+        if seed_budget is None:
+            return mix_key(seed, _DIRECTION_SALT, step, direction)
+        index = mix_key(seed, _DRAW_SALT, step, direction) % seed_budget
     return mix_key(seed, _POOL_SALT, index)
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Exact bytes of an optimizer's state: the tensors in ``optimizer.state`` plus 16 bytes per (seed, c)
+    pair it keeps (``optimizer.history``; none for first-order methods)."""
+    tensors = sum(t.numel() * t.element_size() for s in optimizer.state.values()
+                  for t in s.values() if isinstance(t, torch.Tensor))
+    return tensors + 16 * len(getattr(optimizer, "history", ()))
 
 
 class ZerothOrderOptimizer(torch.optim.Optimizer):
@@ -143,8 +147,13 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
     """
 
     zeroth_order: ClassVar[bool] = True
+    #: Forward passes a step takes before its directions (HiZOO: 1, for L(θ)).
+    extra_forward_passes: ClassVar[int] = 0
+    #: Forward passes per step with one direction (an instance with q directions has 2q + extra).
     forward_passes_per_step: ClassVar[int] = 2
-    _log_length: ClassVar[int] = 2  # a step's log entry: (seed, c); HiZOO adds the curvature
+    #: Per-group hyperparameters (validated at construction and in a loaded state).
+    group_keys: ClassVar[tuple[str, ...]] = ("lr", "weight_decay")
+    _log_length: ClassVar[int] = 2  # a direction's part of a log entry: (seed, c); HiZOO adds the curvature
     profile_hook_step = staticmethod(profile_hook_step)
     hyperparameters: ClassVar[dict[str, HyperSpec]] = {
         s.name: s for s in (LR, EPS, WEIGHT_DECAY)
@@ -161,21 +170,25 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         chunk_size: int,
         distribution: str,
         workers: int | None = None,
+        num_directions: int = 1,
+        group_defaults: Mapping[str, Any] | None = None,
     ) -> None:
         name = type(self).__name__
         specs = self.hyperparameters
         defaults = {"lr": specs["lr"].validate(lr, name),
-                    "weight_decay": specs["weight_decay"].validate(weight_decay, name)}
+                    "weight_decay": specs["weight_decay"].validate(weight_decay, name), **(group_defaults or {})}
         self.eps = specs["eps"].validate(eps, name)
         self.seed = specs["seed"].validate(seed, name)
         self.seed_budget = specs["seed_budget"].validate(seed_budget, name)
         self.chunk_size = specs["chunk_size"].validate(chunk_size, name)
         self.distribution = specs["distribution"].validate(distribution, name)
+        self.num_directions = specs["num_directions"].validate(num_directions, name)
         self._frozen = False
         super().__init__(params, defaults)
         for group in self.param_groups:
-            group_hyper(group, specs, name)
+            group_hyper(group, specs, name, self.group_keys)
         self._frozen = True
+        self.forward_passes_per_step = self.passes_per_step(self.num_directions)
         self.forward_passes = 0
         self.steps = 0
         self.last_log_entry: tuple | None = None  # what replay() needs to redo the last step
@@ -276,13 +289,14 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         return view
 
     def _buffer(self, slot: int, b: int, w: int = 0) -> torch.Tensor:
-        """Reusable temporary ``slot`` (0: z, 1: m, 2: v, 3: z upcast to float32) of worker ``w``, sized
-        for block ``b``.
+        """Reusable temporary ``slot`` (0: z, 1: m, 2: v, 3: z upcast to float32; methods use more) of worker
+        ``w``, sized for block ``b``.
 
         One buffer per slot, dtype, device and worker, as large as the largest block: at most
         3 × chunk_size elements a worker, allocated once instead of a fresh tensor for every block
         (float16/bfloat16 parameters: z in their dtype plus three float32 blocks). Slot 0 has the
-        parameter's dtype, the others the dtype updates are computed in (:func:`compute_dtype`).
+        parameter's dtype (so does every slot in :data:`PARAMETER_DTYPE_SLOTS`), the others the dtype
+        updates are computed in (:func:`compute_dtype`).
         The per-block views are kept too (views share the buffer's memory), as small problems take
         thousands of steps a second and a lookup is cheaper than slicing anew.
         """
@@ -293,7 +307,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             p = self._params[block.param]
 
             def dtype_of(q: torch.Tensor) -> torch.dtype:
-                return q.dtype if slot == 0 else compute_dtype(q.dtype)
+                return q.dtype if slot in PARAMETER_DTYPE_SLOTS else compute_dtype(q.dtype)
 
             dtype = dtype_of(p)
             base_key = (slot, w, dtype, p.device)
@@ -323,15 +337,34 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             return None
         return [mix_key(self.seed, _POOL_SALT, i) for i in range(self.seed_budget)]
 
-    def seed_for_step(self, step: int) -> int:
-        """The direction seed of step ``step`` (0-based): a pure function of (seed, budget, step)."""
-        return seed_for_step(self.seed, self.seed_budget, step)
+    def seed_for_step(self, step: int, direction: int = 0) -> int:
+        """The seed of direction ``direction`` of step ``step`` (both 0-based): a pure function of (seed,
+        budget, step, direction). A single-direction step uses direction 0."""
+        return seed_for_step(self.seed, self.seed_budget, step, direction)
+
+    def step_seeds(self, step: int) -> list[int]:
+        """The seeds of the ``num_directions`` directions of step ``step``."""
+        return [seed_for_step(self.seed, self.seed_budget, step, j) for j in range(self.num_directions)]
+
+    @classmethod
+    def passes_per_step(cls, num_directions: int = 1) -> int:
+        """Forward passes of one step with ``num_directions`` directions: 2q, plus the method's extra ones."""
+        return cls.extra_forward_passes + 2 * int(num_directions)
 
     def direction(self, seed: int) -> list[torch.Tensor]:
         """The direction z for ``seed``, as tensors shaped like the trainable parameters."""
         out = [torch.empty_like(p) for p in self._params]
         for b, block in enumerate(self._blocks):
             out[block.param].view(-1)[block.start:block.stop] = self._z(seed, b)
+        return out
+
+    def perturbation(self, seed: int) -> list[torch.Tensor]:
+        """What θ is moved along (times ε) for direction ``seed`` in the current state, shaped like the
+        parameters: z itself for MeZO-like methods, Σ^{-1/2} z for HiZOO, ZO-AdaMU's momentum-centred draw
+        (float32 for float16/bfloat16 parameters)."""
+        out = [torch.empty_like(p, dtype=compute_dtype(p.dtype)) for p in self._params]
+        for b, block in enumerate(self._blocks):
+            out[block.param].view(-1)[block.start:block.stop] = self._perturbation(seed, b, 0, compute=True)
         return out
 
     @property
@@ -353,12 +386,18 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         self.forward_passes += 1
         return check_loss(closure(), f"{type(self).__name__} step {self.steps}", RESTORED)
 
+    def _perturbation(self, seed: int, b: int, w: int, compute: bool = False) -> torch.Tensor:
+        """Block ``b`` of the perturbation along direction ``seed`` (θ moves by ε times it), in a buffer of
+        worker ``w`` (valid until its next use): z itself here; subclasses change it (HiZOO: z / sqrt(Σ)).
+        With ``compute``, in the dtype updates are computed in (float32 for float16/bfloat16 blocks)."""
+        return self._z32(seed, b, w) if compute and self._low[b] else self._z(seed, b, w)
+
     def _perturb(self, seed: int, scale: float, done: list[int] | None = None,
                  only: set[int] | None = None) -> None:
-        """θ += scale · z(seed), block by block (only the blocks in ``only``, if given); each block is
-        appended to ``done`` once it has moved."""
+        """θ += scale · perturbation(seed), block by block (only the blocks in ``only``, if given); each
+        block is appended to ``done`` once it has moved."""
         def one(b: int, w: int) -> None:
-            self._view(self._blocks[b]).add_(self._z(seed, b, w), alpha=scale)
+            self._view(self._blocks[b]).add_(self._perturbation(seed, b, w), alpha=scale)
             if done is not None:
                 done.append(b)
 
@@ -410,17 +449,42 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
-        """One step; ``closure()`` returns the loss on the current batch. Returns (L+ + L−)/2."""
+        """One step; ``closure()`` returns the loss on the current batch. Returns (L+ + L−)/2 (averaged over
+        the directions when there are several)."""
         if closure is None:
             raise ValueError(f"{type(self).__name__}.step needs a closure that returns the loss")
-        seed = self.seed_for_step(self.steps)
-        loss_plus, loss_minus = self._spsa(closure, seed)
-        c = (float(loss_plus) - float(loss_minus)) / (2 * self.eps)
-        self._check_estimate(seed, c, loss_plus, loss_minus)
-        self._update(seed, c)
+        base = self._base_loss(closure)
+        seeds = self.step_seeds(self.steps)
+        entry: tuple = ()
+        mean = None
+        for j, seed in enumerate(seeds):
+            if j:
+                self._perturb(seeds[j - 1], self.eps)  # restore the previous direction
+            loss_plus, loss_minus = self._spsa(closure, seed)
+            c = (float(loss_plus) - float(loss_minus)) / (2 * self.eps)
+            self._check_estimate(seed, c, loss_plus, loss_minus)
+            entry += (seed, c, *self._direction_extras(seed, loss_plus, loss_minus, base))
+            mean = (loss_plus + loss_minus) / 2 if mean is None else mean + (loss_plus + loss_minus) / 2
+        self._apply(entry)
         self.steps += 1
-        self.last_log_entry = (seed, c)
-        return (loss_plus + loss_minus) / 2
+        self.last_log_entry = entry
+        return mean if len(seeds) == 1 else mean / len(seeds)
+
+    def _base_loss(self, closure: Closure) -> torch.Tensor | None:
+        """Forward passes a step takes before its directions (``extra_forward_passes`` of them); HiZOO's
+        L(θ). None here."""
+        return None
+
+    def _direction_extras(self, seed: int, loss_plus: torch.Tensor, loss_minus: torch.Tensor,
+                          base: torch.Tensor | None) -> tuple:
+        """What a direction's losses give besides c, kept in the log entry after (seed, c) (HiZOO: the
+        curvature). A non-finite value must move θ back (it is at θ − ε·perturbation) and raise."""
+        return ()
+
+    def directions_of(self, entry: tuple) -> list[tuple]:
+        """A log entry cut into its directions' parts: [(seed, c, ...extras), ...]."""
+        n = self._log_length
+        return [tuple(entry[i:i + n]) for i in range(0, len(entry), n)]
 
     @torch.no_grad()
     def replay(self, entry: tuple) -> None:
@@ -429,35 +493,40 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         The parameters go through exactly the same in-place operations as in the original step (the
         perturbations included), so replaying a run's log from the same initial weights reproduces
         its parameters and optimizer state bit for bit. This is what makes a ZO checkpoint tiny:
-        the initial weights plus 16 bytes a step.
+        the initial weights plus 16 bytes a step (and direction).
         """
         name = type(self).__name__
         fields = ("seed", "c", "curvature")[:self._log_length]
-        if not isinstance(entry, (tuple, list)) or len(entry) != self._log_length:
-            raise ValueError(f"{name}.replay: invalid log entry {checks.short(entry)}; allowed: a tuple "
-                             f"({', '.join(fields)})")
-        checks.history_pair(entry[:2], f"{name}.replay")
-        if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0
-               for v in entry[2:]):
-            raise ValueError(f"{name}.replay: invalid log entry {checks.short(entry)}; allowed: a finite "
-                             "curvature >= 0")
-        seed, c = entry[0], entry[1]
-        if seed != self.seed_for_step(self.steps):
-            raise ValueError(f"{type(self).__name__}.replay: the log's step {self.steps} has seed {seed}, but this "
-                             f"optimizer draws {self.seed_for_step(self.steps)} there (other seed or seed budget?)")
-        self._perturb(seed, self.eps)
-        self._perturb(seed, -2 * self.eps)
-        self._apply(entry)
+        length = self._log_length * self.num_directions
+        if not isinstance(entry, (tuple, list)) or len(entry) != length:
+            what = f"({', '.join(fields)})" + (f" for each of {self.num_directions} directions"
+                                                if self.num_directions > 1 else "")
+            raise ValueError(f"{name}.replay: invalid log entry {checks.short(entry)}; allowed: a tuple {what}")
+        parts = self.directions_of(tuple(entry))
+        for part in parts:
+            checks.history_pair(part[:2], f"{name}.replay")
+            if any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v < 0
+                   for v in part[2:]):
+                raise ValueError(f"{name}.replay: invalid log entry {checks.short(entry)}; allowed: a finite "
+                                 "curvature >= 0")
+        for j, part in enumerate(parts):
+            expected = self.seed_for_step(self.steps, j)
+            if part[0] != expected:
+                raise ValueError(f"{name}.replay: the log's step {self.steps} has seed {part[0]}, but this "
+                                 f"optimizer draws {expected} there (other seed or seed budget?)")
+        for j, part in enumerate(parts):
+            if j:
+                self._perturb(parts[j - 1][0], self.eps)
+            self._perturb(part[0], self.eps)
+            self._perturb(part[0], -2 * self.eps)
+        self._apply(tuple(entry))
         self.steps += 1
         self.forward_passes += self.forward_passes_per_step
         self.last_log_entry = tuple(entry)
 
     def _apply(self, entry: tuple) -> None:
-        """The update of a step from its log entry; θ is at θ − εz."""
-        self._update(entry[0], entry[1])
-
-    def _update(self, seed: int, c: float) -> None:
-        """Restore θ (it is at θ − εz) and apply the method's update. Subclasses implement it."""
+        """The update of a step from its log entry (θ is at θ − ε·perturbation of its last direction):
+        restore θ and apply the method's update. Subclasses implement it."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------------------- shared update pieces
@@ -482,26 +551,53 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             out.mul_(1 - group["lr"] * group["weight_decay"])
         return out, group["lr"]
 
-    def _sgd_update(self, seed: int, c: float) -> None:
-        """MeZO's update fused with the restore: θ ← θ − η(c z + λθ)."""
-        low = self._low
+    def _estimate_block(self, pairs: list[tuple], b: int, w: int, out: torch.Tensor) -> torch.Tensor:
+        """Block ``b`` of the averaged estimate ĝ = (1/q) Σ_j c_j·perturbation_j into ``out`` (in the
+        dtype updates are computed in); ``pairs`` are the directions' (seed, c, ...)."""
+        q = len(pairs)
+        for j, (seed, c, *_) in enumerate(pairs):
+            z = self._perturbation(seed, b, w, compute=True)
+            if j == 0:
+                torch.mul(z, c / q, out=out)
+            else:
+                out.add_(z, alpha=c / q)
+        return out
 
-        def one(b: int, w: int) -> None:
-            if low[b]:  # float16/bfloat16: computed in float32, one rounding
-                z = self._z32(seed, b, w)
-                theta, lr = self._restore_decay32(b, z, self._buffer(1, b, w))
-                self._view(self._blocks[b]).copy_(theta.add_(z.mul_(c), alpha=-lr))
-                return
-            z = self._z(seed, b, w)
-            view, lr = self._restore_decay(b, z)
-            view.add_(z.mul_(c), alpha=-lr)
+    def _sgd_update(self, pairs: list[tuple], scale: float = 1.0) -> None:
+        """MeZO's update fused with the restore: θ ← θ − η·scale·(ĝ) − ηλθ, ĝ = c z (one direction) or
+        the average over the directions."""
+        low = self._low
+        if len(pairs) == 1:
+            seed, c = pairs[0][:2]
+
+            def one(b: int, w: int) -> None:
+                if low[b]:  # float16/bfloat16: computed in float32, one rounding
+                    z = self._z32(seed, b, w)
+                    theta, lr = self._restore_decay32(b, z, self._buffer(1, b, w))
+                    self._view(self._blocks[b]).copy_(theta.add_(z.mul_(c), alpha=-(lr * scale)))
+                    return
+                z = self._z(seed, b, w)
+                view, lr = self._restore_decay(b, z)
+                view.add_(z.mul_(c), alpha=-(lr * scale))
+        else:
+            last = pairs[-1][0]
+
+            def one(b: int, w: int) -> None:
+                if low[b]:
+                    theta, lr = self._restore_decay32(b, self._z32(last, b, w), self._buffer(1, b, w))
+                else:
+                    theta, lr = self._restore_decay(b, self._z(last, b, w))
+                theta.add_(self._estimate_block(pairs, b, w, self._buffer(4, b, w)), alpha=-(lr * scale))
+                if low[b]:
+                    self._view(self._blocks[b]).copy_(theta)
 
         self._for_blocks(one)
 
     # ----------------------------------------------------------------------------- state
     def _config(self) -> dict[str, Any]:
         return {"eps": self.eps, "seed": self.seed, "seed_budget": self.seed_budget,
-                "chunk_size": self.chunk_size, "distribution": self.distribution}
+                "chunk_size": self.chunk_size, "distribution": self.distribution,
+                "num_directions": self.num_directions}
 
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
@@ -540,6 +636,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         # Everything is valid: only now does anything change.
         for key, value in new["config"].items():
             setattr(self, key, value)
+        self.forward_passes_per_step = self.passes_per_step(self.num_directions)
         self.steps = new["steps"]
         self.forward_passes = new["forward_passes"]
         self._history = new["history"]
@@ -563,6 +660,8 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
                              f"allowed: a {name} state")
         expected = set(self._config())
         saved = zo["config"]
+        if isinstance(saved, Mapping) and "num_directions" not in saved:
+            saved = {**saved, "num_directions": 1}  # a state from before q-SPSA: one direction a step
         if not isinstance(saved, Mapping) or set(saved) != expected:
             found = ", ".join(sorted(map(str, saved))) if isinstance(saved, Mapping) else checks.short(saved)
             raise ValueError(f"{where}: the state's settings ({found}) are not {name}'s "
@@ -575,7 +674,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         history = self._checked_history(zo["history"], config, steps, where)
         if "shapes" in zo:
             self._check_shapes(zo["shapes"], where)
-        groups, ids = checks.groups(sd["param_groups"], self.param_groups, specs, ("lr", "weight_decay"), where)
+        groups, ids = checks.groups(sd["param_groups"], self.param_groups, specs, self.group_keys, where)
         entries = checks.state_entries(sd["state"], ids, where)
         params = [p for g in self.param_groups for p in g["params"]]
         trainable = {id(p) for p in self._params}
@@ -596,24 +695,29 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
                 "generated_elements": generated, "param_groups": groups, "state": state}
 
     def _history_cap(self, config: dict[str, Any]) -> int:
-        """The most (seed, c) pairs the history holds (AdaMeZO: its horizon)."""
+        """The most steps whose (seed, c) pairs the history holds (AdaMeZO: its horizon)."""
         return 1
 
     def _checked_history(self, history: Any, config: dict[str, Any], steps: int, where: str) -> list:
         if not isinstance(history, (list, tuple)):
             raise ValueError(f"{where}: invalid history={checks.short(history)}; allowed: a list of (seed, c) pairs")
         keeps = self._history_cap(config)
-        if len(history) > min(steps, keeps):
+        q = config["num_directions"]
+        most = min(steps, keeps) * q
+        if len(history) > most or len(history) % q:
+            per = f" ({q} pairs a step, one per direction)" if q > 1 else ""
             raise ValueError(f"{where}: the history has {len(history)} (seed, c) pairs; allowed: at most "
-                             f"{min(steps, keeps)}, the smaller of steps ({steps}) and the pairs "
-                             f"{type(self).__name__} keeps ({keeps})")
+                             f"{most}{per}, the smaller of steps ({steps}) and the pairs "
+                             f"{type(self).__name__} keeps ({keeps * q})")
         pairs = [checks.history_pair(pair, f"{where}: history pair {i}") for i, pair in enumerate(history)]
-        first = steps - len(pairs)
+        first = steps - len(pairs) // q
         for i, (seed, _) in enumerate(pairs):
-            drawn = seed_for_step(config["seed"], config["seed_budget"], first + i)
+            step, direction = first + i // q, i % q
+            drawn = seed_for_step(config["seed"], config["seed_budget"], step, direction)
             if seed != drawn:
+                which = f" direction {direction}" if q > 1 else ""
                 raise ValueError(f"{where}: history pair {i} has seed {seed}, but with seed={config['seed']} and "
-                                 f"seed_budget={config['seed_budget']} step {first + i} draws {drawn}; allowed: "
+                                 f"seed_budget={config['seed_budget']} step {step}{which} draws {drawn}; allowed: "
                                  "the seeds of the last steps (the history does not belong to these settings)")
         return pairs
 
@@ -642,9 +746,3 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
     def _check_state_coverage(self, state: dict, where: str) -> None:
         """Checks across parameters (ZO-Adam: all have moments or none; HiZOO: all have Σ)."""
-
-    def state_bytes(self) -> int:
-        """Exact bytes of optimizer state: tensors in ``self.state`` plus 16 bytes per (seed, c) pair."""
-        tensors = sum(t.numel() * t.element_size() for s in self.state.values()
-                      for t in s.values() if isinstance(t, torch.Tensor))
-        return tensors + 16 * len(self._history)

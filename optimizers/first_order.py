@@ -20,11 +20,11 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
-from torch.optim.adam import adam as adam_functional
 
 from . import state_checks as checks
-from .base import LOW_PRECISION, check_loss, profile_hook_step
-from .specs import BETA1, BETA2, DELTA, LR, WEIGHT_DECAY, HyperSpec
+from .base import LOW_PRECISION, check_loss
+from .specs import BETA1, BETA2, DELTA, LR, WEIGHT_DECAY, HyperSpec, validate_betas
+from .torch_compat import adam_functional, profile_hook_step, unhooked_step
 
 _ADAM_SPECS = {s.name: s for s in (LR, replace(BETA1, default=0.9), replace(BETA2, default=0.999),
                                    replace(DELTA, help="δ added to sqrt(v) in the denominator (torch's eps)."),
@@ -39,11 +39,8 @@ class _FirstOrderMixin:
 
     def _check(self, lr: float, betas: tuple[float, float], eps: float, weight_decay: float) -> None:
         specs, name = self.hyperparameters, type(self).__name__
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{name}: invalid betas={betas!r}; allowed: a pair (beta1, beta2), each in [0, 1)")
         specs["lr"].validate(lr, name)
-        specs["beta1"].validate(betas[0], name)
-        specs["beta2"].validate(betas[1], name)
+        validate_betas(betas, specs, name)
         specs["delta"].validate(eps, name)
         specs["weight_decay"].validate(weight_decay, name)
         self.forward_passes = 0
@@ -68,9 +65,7 @@ class _FirstOrderMixin:
             loss.reshape(()).backward()
         # torch's own update, without torch's step wrapper: once any torch.optim.Adam exists in the
         # process, torch has wrapped Adam.step too, and calling it would run the hooks a second time.
-        update = super().step.__func__  # type: ignore[misc]
-        if getattr(update, "hooked", False):
-            update = update.__wrapped__
+        update = unhooked_step(super().step)  # type: ignore[misc]
         low = [(group, p) for group in self.param_groups for p in group["params"]  # type: ignore[attr-defined]
                if p.grad is not None and p.dtype in LOW_PRECISION]
         grads = [p.grad for _, p in low]
@@ -99,6 +94,11 @@ class _FirstOrderMixin:
                         lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"],
                         maximize=group["maximize"])
         p.detach().copy_(theta)
+
+    @classmethod
+    def passes_per_step(cls, num_directions: int = 1) -> int:
+        """One forward pass (and one backward) a step."""
+        return 1
 
     @property
     def history(self) -> list[tuple[int, float]]:
@@ -157,11 +157,6 @@ class _FirstOrderMixin:
         for p, moments in float32.items():
             self.state[p].update(moments)  # type: ignore[attr-defined]
         self.steps, self.forward_passes = steps, forward_passes
-
-    def state_bytes(self) -> int:
-        """Exact bytes of the tensors in the optimizer state (m, v and the step counters)."""
-        return sum(t.numel() * t.element_size() for s in self.state.values()  # type: ignore[attr-defined]
-                   for t in s.values() if isinstance(t, torch.Tensor))
 
 
 _FLAGS = ("amsgrad", "maximize", "foreach", "capturable", "differentiable", "fused", "decoupled_weight_decay")

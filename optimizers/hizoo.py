@@ -10,6 +10,11 @@ Optimizer", 2024. State Σ (initialized to ones, one tensor per parameter: memor
 
 α (``hessian_smooth``) = 0 keeps Σ = 1 and reduces to MeZO.
 
+Several directions a step (``num_directions=q``): one L0, then q directions (2q + 1 forward passes),
+each with its own curvature estimate; Σ takes their average, Σ ← (1−α) Σ + α · (1/q) Σ_j curv_j · Σ ⊙ z_j²,
+and θ ← θ − η ((1/q) Σ_j c_j z_j / sqrt(Σ) + λ θ). The extra forward pass and the curvature plug into
+the base class's hooks (:meth:`_base_loss`, :meth:`_direction_extras`, :meth:`_perturbation`).
+
 float16/bfloat16 parameters: Σ is kept in float32 (its updates, α = 1e-8 times the curvature, would
 round away in float16: 4 bytes per element, as ``state_bytes`` counts), z / sqrt(Σ) is computed in
 float32 for the perturbation, and the update per block in float32 with one rounding into θ.
@@ -33,6 +38,7 @@ HESSIAN_SMOOTH = HyperSpec("hessian_smooth", 1e-8, low=0.0, high=1.0, ui_low=0.0
 class HiZOO(ZerothOrderOptimizer):
     """Hessian-informed zeroth-order optimizer (3 forward passes a step, P floats of state)."""
 
+    extra_forward_passes = 1
     forward_passes_per_step = 3
     _log_length = 3
     hyperparameters = ZerothOrderOptimizer.hyperparameters | {HESSIAN_SMOOTH.name: HESSIAN_SMOOTH}
@@ -49,9 +55,11 @@ class HiZOO(ZerothOrderOptimizer):
         chunk_size: int = 2**20,
         distribution: str = "gaussian",
         workers: int | None = None,
+        num_directions: int = 1,
     ) -> None:
         self.hessian_smooth = self.hyperparameters["hessian_smooth"].validate(hessian_smooth, "HiZOO")
-        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers)
+        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers,
+                         num_directions)
         for p in self._params:
             self.state[p]["hessian"] = torch.ones_like(p, dtype=compute_dtype(p.dtype))
 
@@ -62,44 +70,34 @@ class HiZOO(ZerothOrderOptimizer):
         block = self._blocks[b]
         return self.state[self._params[block.param]]["hessian"].view(-1)[block.start:block.stop]
 
-    def _perturb(self, seed: int, scale: float, done: list[int] | None = None,
-                 only: set[int] | None = None) -> None:
-        """θ += scale · Σ^{-1/2} z(seed) (z / sqrt(Σ) in float32 for float16/bfloat16 parameters)."""
-        low = self._low
+    def _perturbation(self, seed: int, b: int, w: int, compute: bool = False) -> torch.Tensor:
+        """Σ^{-1/2} z (in float32 for float16/bfloat16 parameters, whatever ``compute`` says)."""
+        z = self._z32(seed, b, w) if self._low[b] else self._z(seed, b, w)
+        return z.div_(self._sigma(b).sqrt())
 
-        def one(b: int, w: int) -> None:
-            z = self._z32(seed, b, w) if low[b] else self._z(seed, b, w)
-            self._view(self._blocks[b]).add_(z.div_(self._sigma(b).sqrt()), alpha=scale)
-            if done is not None:
-                done.append(b)
-
-        self._for_blocks(one, only)
-
-    @torch.no_grad()
-    def step(self, closure: Closure | None = None) -> torch.Tensor:  # type: ignore[override]
-        if closure is None:
-            raise ValueError("HiZOO.step needs a closure that returns the loss")
+    def _base_loss(self, closure: Closure) -> torch.Tensor:
+        """L0 = L(θ), the extra forward pass of the curvature estimate."""
         self.forward_passes += 1
-        loss0 = check_loss(closure(), f"HiZOO step {self.steps}", "The parameters were not changed.")
-        seed = self.seed_for_step(self.steps)
-        loss_plus, loss_minus = self._spsa(closure, seed)
+        return check_loss(closure(), f"HiZOO step {self.steps}", "The parameters were not changed.")
+
+    def _direction_extras(self, seed: int, loss_plus: torch.Tensor, loss_minus: torch.Tensor,
+                          base: torch.Tensor | None) -> tuple:
+        """The curvature estimate |L+ + L− − 2 L0| / (2ε²) of this direction (finite, or θ moves back)."""
         lp, lm = float(loss_plus), float(loss_minus)
-        c = (lp - lm) / (2 * self.eps)
-        self._check_estimate(seed, c, loss_plus, loss_minus)
         denominator = 2 * self.eps**2  # 0 for ε below ~1e-154 (float64 underflow)
-        curvature = abs(lp + lm - 2 * float(loss0)) / denominator if denominator else math.inf
+        curvature = abs(lp + lm - 2 * float(base)) / denominator if denominator else math.inf
         self._check_estimate(seed, curvature, loss_plus, loss_minus, "the curvature estimate |L+ + L− − 2 L0|/(2ε²)")
-        self._apply((seed, c, curvature))
-        self.steps += 1
-        self.last_log_entry = (seed, c, curvature)
-        return (loss_plus + loss_minus) / 2
+        return (curvature,)
 
     def _apply(self, entry: tuple) -> None:
         """Restore θ, update Σ with the curvature estimate, then θ ← θ − η(c z / sqrt(Σ) + λθ)."""
-        seed, c, curvature = entry
+        parts = self.directions_of(entry)
+        self._history = [part[:2] for part in parts]
+        if len(parts) > 1:
+            self._apply_directions(parts)
+            return
+        seed, c, curvature = parts[0]
         alpha = self.hessian_smooth
-        self._history = [(seed, c)]
-
         low = self._low
 
         def one(b: int, w: int) -> None:
@@ -119,6 +117,33 @@ class HiZOO(ZerothOrderOptimizer):
                 estimate = sigma * z * z
                 sigma.mul_(1 - alpha).add_(estimate, alpha=alpha * curvature)
             view.add_(z.div_(sigma.sqrt()).mul_(c), alpha=-lr)
+
+        self._for_blocks(one)
+
+    def _apply_directions(self, parts: list[tuple]) -> None:
+        """q directions: Σ from their average curvature term, θ from their averaged estimate."""
+        alpha, low, q = self.hessian_smooth, self._low, len(parts)
+        last = parts[-1][0]
+
+        def one(b: int, w: int) -> None:
+            if low[b]:
+                theta, lr = self._restore_decay32(b, self._perturbation(last, b, w), self._buffer(1, b, w))
+            else:
+                theta, lr = self._restore_decay(b, self._perturbation(last, b, w))
+            sigma = self._sigma(b)
+            if alpha:
+                term = self._buffer(4, b, w)
+                for j, (seed, _, curvature) in enumerate(parts):
+                    z = self._z32(seed, b, w) if low[b] else self._z(seed, b, w)
+                    if j == 0:
+                        torch.mul(z, z, out=term).mul_(curvature / q)
+                    else:
+                        term.addcmul_(z, z, value=curvature / q)
+                term.mul_(sigma)  # Σ ⊙ (1/q) Σ_j curv_j z_j², with the old Σ
+                sigma.mul_(1 - alpha).add_(term, alpha=alpha)
+            theta.add_(self._estimate_block(parts, b, w, self._buffer(4, b, w)), alpha=-lr)
+            if low[b]:
+                self._view(self._blocks[b]).copy_(theta)
 
         self._for_blocks(one)
 

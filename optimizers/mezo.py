@@ -5,7 +5,8 @@ Malladi et al., "Fine-Tuning Language Models with Just Forward Passes", NeurIPS 
     c_t = [L(θ_t + ε z_t) − L(θ_t − ε z_t)] / (2ε)
     θ_{t+1} = θ_t − η (c_t z_t + λ θ_t)
 
-State: the current seed and c_t only (``history`` holds that one pair).
+State: the current seed and c_t only (``history`` holds that one pair; q pairs with ``num_directions=q``,
+whose averaged estimate ĝ = (1/q) Σ_j c_j z_j replaces c_t z_t).
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ class MeZO(ZerothOrderOptimizer):
         chunk_size: int = 2**20,
         distribution: str = "gaussian",
         workers: int | None = None,
+        num_directions: int = 1,
     ) -> None:
-        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers)
+        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers,
+                         num_directions)
 
-    def _update(self, seed: int, c: float) -> None:
-        self._history = [(seed, c)]
-        self._sgd_update(seed, c)
+    def _apply(self, entry: tuple) -> None:
+        pairs = self.directions_of(entry)
+        self._history = [pair[:2] for pair in pairs]
+        self._sgd_update(pairs)

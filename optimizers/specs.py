@@ -91,6 +91,17 @@ class HyperSpec:
         return value
 
 
+def validate_betas(betas: Any, specs: dict[str, HyperSpec], owner: str) -> tuple[float, float]:
+    """The pair (beta1, beta2), each checked by its spec (``beta1``/``beta2`` in ``specs``), or
+    ``ValueError`` naming what was wrong. The one betas check of the library."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        shown = repr(betas)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise ValueError(f"{owner + ': ' if owner else ''}invalid betas={shown}; allowed: a pair (beta1, beta2), "
+                         "each in [0, 1)")
+    return specs["beta1"].validate(betas[0], owner), specs["beta2"].validate(betas[1], owner)
+
+
 def validate_all(specs: dict[str, HyperSpec], values: dict[str, Any], owner: str) -> dict[str, Any]:
     """Validate several values against their specs; unknown names raise ``ValueError``."""
     out = {}
@@ -126,11 +137,15 @@ CHUNK_SIZE = HyperSpec("chunk_size", 2**20, kind="int", low=1, log=True, ui_low=
 DISTRIBUTION = HyperSpec("distribution", "gaussian", kind="choice", choices=("gaussian", "rademacher"),
                          help="Law of z: N(0, I), or ±1 (removes AdaMeZO's per-coordinate adaptivity).")
 
+NUM_DIRECTIONS = HyperSpec("num_directions", 1, kind="int", low=1, ui_low=1, ui_high=16,
+                           help="q: random directions averaged per step (q-SPSA: 2q forward passes; 1 is plain "
+                                "two-point SPSA).")
+
 WORKERS = HyperSpec("workers", None, kind="int", low=1, optional=True, ui_low=1, ui_high=16,
                     help="Threads that generate direction blocks (None: one per torch CPU thread for large "
                          "CPU models; any value is capped at the blocks and the CPU cores); the results do not "
                          "depend on it.")
 
-ZO_COMMON = {s.name: s for s in (SEED, SEED_BUDGET, CHUNK_SIZE, DISTRIBUTION, WORKERS)}
+ZO_COMMON = {s.name: s for s in (SEED, SEED_BUDGET, CHUNK_SIZE, DISTRIBUTION, NUM_DIRECTIONS, WORKERS)}
 # Knobs that change speed or memory, never the mathematics (UIs may tuck them away).
 EXECUTION_ONLY = ("chunk_size", "workers")

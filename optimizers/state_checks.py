@@ -11,11 +11,12 @@ import copy
 import math
 import numbers
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from .specs import HyperSpec
+from .specs import HyperSpec, validate_betas
 
 MAX_SEED = 2**63 - 1
 
@@ -50,17 +51,14 @@ def count(value: Any, where: str, what: str) -> int:
     return int(value)
 
 
-def betas(value: Any, specs: Mapping[str, HyperSpec], where: str) -> tuple[float, float]:
-    """A pair (beta1, beta2) checked against the ``beta1``/``beta2`` specs."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ValueError(f"{where}: invalid betas={short(value)}; allowed: a pair (beta1, beta2), each in [0, 1)")
-    return specs["beta1"].validate(value[0], where), specs["beta2"].validate(value[1], where)
-
-
 def hyper(key: str, value: Any, specs: Mapping[str, HyperSpec], where: str) -> Any:
-    """One hyperparameter of a saved configuration, checked against its spec."""
+    """One hyperparameter of a saved configuration, checked against its spec. A saved ``lr`` may be 0 (a
+    learning-rate schedule may have brought it there); ``initial_lr`` (what a torch scheduler keeps) is
+    an lr."""
     if key == "betas":
-        return betas(value, specs, where)
+        return validate_betas(value, dict(specs), where)
+    if key in ("lr", "initial_lr"):
+        return replace(specs["lr"], name=key, low_open=False).validate(value, where)
     return specs[key].validate(value, where)
 
 
@@ -120,7 +118,7 @@ def groups(saved: Any, current: list[dict], specs: Mapping[str, HyperSpec], chec
             raise ValueError(f"{here} lists {size} parameter(s) in the state and {len(group['params'])} here; "
                              "allowed: the state of an optimizer over the same parameters")
         new = {k: copy.deepcopy(v) for k, v in saved_group.items() if k != "params"}
-        for key in checked_keys:
+        for key in (*checked_keys, *(["initial_lr"] if "initial_lr" in saved_group else [])):
             new[key] = hyper(key, saved_group[key], specs, here)
         new["params"] = group["params"]
         if "param_names" in group and "param_names" not in new:

@@ -19,11 +19,11 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 import torch
-from torch.optim.adam import adam as adam_functional
 
 from . import state_checks as checks
 from .base import LOW_PRECISION, ZerothOrderOptimizer, compute_dtype
-from .specs import BETA1, BETA2, DELTA
+from .specs import BETA1, BETA2, DELTA, validate_betas
+from .torch_compat import adam_functional
 
 
 class ZOAdam(ZerothOrderOptimizer):
@@ -46,14 +46,14 @@ class ZOAdam(ZerothOrderOptimizer):
         chunk_size: int = 2**20,
         distribution: str = "gaussian",
         workers: int | None = None,
+        num_directions: int = 1,
     ) -> None:
         specs = self.hyperparameters
         name = type(self).__name__
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{name}: invalid betas={betas!r}; allowed: a pair (beta1, beta2), each in [0, 1)")
-        self.betas = (specs["beta1"].validate(betas[0], name), specs["beta2"].validate(betas[1], name))
+        self.betas = validate_betas(betas, specs, name)
         self.delta = specs["delta"].validate(delta, name)
-        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers)
+        super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers,
+                         num_directions)
 
     def _config(self) -> dict:
         return super()._config() | {"betas": self.betas, "delta": self.delta}
@@ -64,8 +64,11 @@ class ZOAdam(ZerothOrderOptimizer):
                 "exp_avg": torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format),
                 "exp_avg_sq": torch.zeros_like(p, dtype=dtype, memory_format=torch.preserve_format)}
 
-    def _update(self, seed: int, c: float) -> None:
-        self._history = [(seed, c)]
+    def _apply(self, entry: tuple) -> None:
+        pairs = self.directions_of(entry)
+        self._history = [pair[:2] for pair in pairs]
+        seed, c = pairs[0][:2]
+        last, single = pairs[-1][0], len(pairs) == 1
         low = self._low
         lowp = [p.dtype in LOW_PRECISION for p in self._params]
         grads = [None if lowp[i] else torch.empty_like(p) for i, p in enumerate(self._params)]
@@ -85,9 +88,13 @@ class ZOAdam(ZerothOrderOptimizer):
         def one(b: int, w: int) -> None:
             block = self._blocks[b]
             if low[b]:
-                z = self._z32(seed, b, w)
-                theta = self._buffer(1, b, w).copy_(self._view(block)).add_(z, alpha=self.eps)  # restore θ
-                grad = z.mul_(c)
+                if single:
+                    z = self._z32(seed, b, w)
+                    theta = self._buffer(1, b, w).copy_(self._view(block)).add_(z, alpha=self.eps)  # restore θ
+                    grad = z.mul_(c)
+                else:  # ĝ: the average over the directions
+                    theta = self._buffer(1, b, w).copy_(self._view(block)).add_(self._z32(last, b, w), alpha=self.eps)
+                    grad = self._estimate_block(pairs, b, w, self._buffer(4, b, w))
                 step_size, bias2_sqrt, weight_decay = scalars[block.param]
                 if weight_decay:
                     grad.add_(theta, alpha=weight_decay)
@@ -99,9 +106,13 @@ class ZOAdam(ZerothOrderOptimizer):
                 denom = torch.sqrt(v, out=self._buffer(2, b, w)).div_(bias2_sqrt).add_(self.delta)
                 self._view(block).copy_(theta.addcdiv_(m, denom, value=-step_size))
                 return
-            z = self._z(seed, b, w)
-            self._view(block).add_(z, alpha=self.eps)  # restore θ
-            grads[block.param].view(-1)[block.start:block.stop] = z.mul_(c)
+            if single:
+                z = self._z(seed, b, w)
+                self._view(block).add_(z, alpha=self.eps)  # restore θ
+                grads[block.param].view(-1)[block.start:block.stop] = z.mul_(c)
+            else:
+                self._view(block).add_(self._z(last, b, w), alpha=self.eps)  # restore θ
+                self._estimate_block(pairs, b, w, grads[block.param].view(-1)[block.start:block.stop])
 
         self._for_blocks(one)
         index = 0  # self._params lists the trainable parameters group by group, in order

@@ -152,6 +152,9 @@ def memory_lesson(lesson: L.Lesson, box) -> None:
               "source": "measured" if r["measured"] else "extrapolated"} for r in rows
              if r["params"] in (100_000, 1_300_000_000, 13_000_000_000)]
     st.dataframe(table, hide_index=True, key="lessons:memtable")
+    st.markdown("**The paper's Table 1, from the library's own numbers** (P: the float32 weights; the state "
+                "measured above, as copies of P plus fixed bytes; forward passes per step with one direction):")
+    st.dataframe(L.paper_table(measured), hide_index=True, key="lessons:table1")
     values = {"state_bytes": {f"{r['optimizer']}@{r['params']}": [float(r["state_bytes"])] for r in measured}}
     show_verdict(box, lesson, values)
     if st.button("Open the LLM page with MeZO and AdaMeZO", key="lessons:load:memory", type="primary",

@@ -14,7 +14,7 @@ from app import compute
 
 def wait_for_workers(timeout: float = 120) -> None:
     end = time.monotonic() + timeout
-    while not landscapes.parallel.pool_ready():
+    while not compute.POOL.ready():
         assert time.monotonic() < end, "the worker processes did not start"
         time.sleep(0.1)
 
@@ -81,3 +81,25 @@ def test_bad_process_setting_is_refused_with_what_is_allowed(monkeypatch, raw, m
     with pytest.raises(ValueError) as err:
         compute.processes()
     assert str(err.value) == message
+
+
+def test_a_broken_pool_is_forgotten_and_its_runs_computed_here(monkeypatch):
+    """The app owns its pool: when it breaks (here: shut down under it), the runs are computed in the
+    server process and the pool is forgotten, so that the next start makes a new one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("ADAMEZO_APP_PROCESSES", "2")
+    dead = ThreadPoolExecutor(1)
+    dead.shutdown()
+    monkeypatch.setattr(compute, "POOL", compute.WorkerPool())
+    compute.POOL._executor, compute.POOL._size = dead, 2
+    assert compute.POOL.ready()
+    compute.RUNS.clear()
+    key = compute.landscape_key("booth")
+    batch = [(key, n, 300, compute.hyper_items({"lr": 0.01}), (1.0, 1.0), 0, None) for n in ("mezo", "adamezo")]
+    compute.prefetch(batch)
+    for r in batch:
+        got, want = compute.RUNS.get(compute._run_key(*r)), landscapes.run_trajectory("booth", r[1], 300, {"lr": 0.01},
+                                                                                      (1.0, 1.0), 0)
+        assert np.array_equal(got.xy, want.xy)
+    assert compute.POOL.executor() is None and not compute.POOL.ready()

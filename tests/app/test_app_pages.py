@@ -348,7 +348,13 @@ def test_memory_lesson_numbers_come_from_the_library():
     big = table[table["parameters"] == "13,000,000,000"].set_index("optimizer")
     assert big.loc["AdaMeZO", "bytes"] == 160 and big.loc["Adam (first order)", "bytes"] >= 104e9
     bars = charts(at)[0]
-    assert bars["layout"]["yaxis"]["type"] == "log" and len(bars["data"]) == 5
+    assert bars["layout"]["yaxis"]["type"] == "log" and len(bars["data"]) == len(lessons_mod.OPTIMIZERS)
+    # The paper's Table 1, every optimizer, from the same measurements.
+    table1 = at.dataframe[1].value.set_index("optimizer")
+    assert list(table1.index) == [e.title for e in lessons_mod.OPTIMIZERS.values()]
+    assert table1.loc["AdaMeZO", "parameter memory"] == "1P + 160 B"
+    assert table1.loc["ZO-Adam", "parameter memory"] == "3P + 20 B" and table1.loc["HiZOO", "parameter memory"] == "2P + 16 B"
+    assert table1.loc["HiZOO", "forward passes per step"] == 3 and table1.loc["MeZO", "1st moment"] == "×"
     # The button opens the LLM page with runs that can all start on the CPU (at most two at once).
     at.button(key="lessons:load:memory").click().run()
     assert at.query_params["opts"] == "mezo,adamezo"

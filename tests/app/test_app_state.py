@@ -61,7 +61,8 @@ def test_sweep_values_are_validated_per_optimizer():
     with pytest.raises(ValueError, match="at most 8"):
         controls.parse_sweep_values(",".join(str(i) for i in range(1, 10)), "mezo", "seed_budget")
     assert controls.sweepable("adam") == ["betas", "beta1", "beta2", "lr", "delta", "weight_decay"]
-    assert controls.sweepable(["mezo", "adamezo"]) == ["lr", "eps", "weight_decay", "distribution", "seed_budget"]
+    assert controls.sweepable(["mezo", "adamezo"]) == ["lr", "eps", "weight_decay", "distribution", "num_directions",
+                                                      "seed_budget"]
     assert controls.sweepable(["adamezo", "adam"]) == ["betas", "beta1", "beta2", "lr", "delta", "weight_decay"]
     assert controls.parse_sweep_values("0.7/0.9, 0/0", ["adamezo", "zo-adam"], "betas") == [(0.7, 0.9), (0.0, 0.0)]
     assert controls.value_hyper("betas", (0.7, 0.0)) == {"beta1": 0.7, "beta2": 0.0}

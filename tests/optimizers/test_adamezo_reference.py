@@ -1,5 +1,5 @@
 """AdaMeZO (memory-free, regenerated block by block) equals an explicit AdaMeZO that stores the past
-gradient estimates as full vectors. This is the test that proves the memory-free claim (SPEC.md)."""
+gradient estimates as full vectors. This is the test that proves the memory-free claim (docs/optimizers.md)."""
 
 import math
 
@@ -56,7 +56,7 @@ class ExplicitAdaMeZO:
         self.estimates = (self.estimates + [[c * zi for zi in z]])[-self.horizon:]
         count = len(self.estimates)
         newest_first = self.estimates[::-1]
-        if self.warmup == "mezo" and count < self.horizon:
+        if self.warmup == "mezo" and (self.t <= self.horizon or self.horizon < 2):  # the published rule
             updates = newest_first[0]
         else:
             a = ema_weights(self.betas[0], count)

@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 import torch
 
-from optimizers import OPTIMIZERS, AdaMeZO, make_optimizer
+from optimizers import OPTIMIZERS, AdaMeZO, make_optimizer, state_bytes
 
 ZO = [n for n in OPTIMIZERS if OPTIMIZERS[n].zeroth_order]
 
@@ -75,7 +75,7 @@ def test_a_huge_horizon_is_data_not_memory():
         allocated = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         assert allocated < 2_000_000 and len(opt.history) == 30
-        runs.append((flat(m), opt.history, opt.state_bytes()))
+        runs.append((flat(m), opt.history, state_bytes(opt)))
     assert torch.equal(runs[0][0], runs[1][0]) and runs[0][1] == runs[1][1] and runs[1][2] == 16 * 30
 
 

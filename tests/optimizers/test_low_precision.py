@@ -35,13 +35,15 @@ def test_a_constant_loss_leaves_low_precision_parameters_finite_and_in_place(nam
         assert torch.equal(p.detach(), torch.ones(4, dtype=dtype))  # zero gradient, zero update, exactly
 
 
-LR = {"mezo": 3e-3, "adamezo": 3e-2, "zo-adam": 3e-2, "hizoo": 3e-3, "adam": 3e-2, "adamw": 3e-2}
+LR = {"mezo": 3e-3, "adamezo": 3e-2, "zo-adam": 3e-2, "hizoo": 3e-3, "adam": 3e-2, "adamw": 3e-2, "helene": 0.1,
+      "zo-adamu": 3e-3}
+LR |= {name: entry.test_lrs["quadratic"] for name, entry in OPTIMIZERS.items() if name not in LR}  # the entry's
 
 
 @pytest.mark.parametrize("dtype", LOW)
 @pytest.mark.parametrize("name", ALL)
 def test_low_precision_parameters_train(name, dtype):
-    """60 steps on an ill-conditioned quadratic in float16/bfloat16: finite, and the loss more than halves.
+    """100 steps on an ill-conditioned quadratic in float16/bfloat16: finite, and the loss falls below 0.6×.
     ε = 1e-2: with |θ| up to 1 a perturbation of 1e-3 is below bfloat16's resolution (2^-8 relative)."""
     curvature = torch.logspace(0, 1, 64)
     p = torch.nn.Parameter(torch.linspace(-1, 1, 64).to(dtype))
@@ -49,7 +51,7 @@ def test_low_precision_parameters_train(name, dtype):
     hyper = {"eps": 1e-2} if OPTIMIZERS[name].zeroth_order else {}
     opt = make_optimizer(name, [p], lr=LR[name], seed=0, **hyper)
     start = float(f().detach())
-    for _ in range(60):
+    for _ in range(100):  # HELENE's annealed momentum needs more than 60 (the others pass in 60)
         opt.step(f)
     assert p.dtype == dtype and bool(torch.isfinite(p).all())
     assert float(f().detach()) < 0.6 * start, f"{name} {dtype}: {start} -> {float(f())}"
@@ -95,25 +97,24 @@ def test_low_precision_steps_equal_exact_arithmetic(name, dtype):
     params = [torch.nn.Parameter(t.clone()) for t in start]
     twins = [torch.nn.Parameter(t.double()) for t in start]
     hyper = {"mezo": {"lr": 1e-6}, "adamezo": {"lr": 1e-2, "horizon": 3}, "zo-adam": {"lr": 1e-2},
-             "hizoo": {"lr": 1e-6, "hessian_smooth": 1e-6}}[name] | {"eps": 1e-2, "seed": 3, "chunk_size": 128}
+             "hizoo": {"lr": 1e-6, "hessian_smooth": 1e-6}, "zo-adamu": {"lr": 1e-6}}.get(name, {"lr": 1e-2}) | {"eps": 1e-2, "seed": 3,
+                                                                                     "chunk_size": 128}
     groups = lambda ps: [{"params": ps[:1], "weight_decay": 0.1}, {"params": ps[1:]}]  # noqa: E731
     opt = make_optimizer(name, groups(params), **hyper)
     twin = float64_twin(name, groups(twins), hyper, [dtype, torch.float32])
     loss = lambda: 1e3 * sum(((p.float() - 0.3) ** 2).sum() for p in params)  # noqa: E731
     for _ in range(5):
         before = [p.detach().clone() for p in params]
+        moves = opt.perturbation(opt.seed_for_step(opt.steps))  # δθ/ε of this step (HiZOO: Σ^{-1/2} z)
         opt.step(loss)
         seed, c = opt.history[-1]
         assert abs(c) > 1e3
         for q, b in zip(twins, before):
             q.data.copy_(b.double())  # the twin starts each step where the low-precision run is
         twin.replay(opt.last_log_entry)
-        z = opt.direction(seed)
-        for p, q, b, zi in zip(params, twins, before, z):
+        for p, q, b, move in zip(params, twins, before, moves):
             assert bool(torch.isfinite(p).all())
-            perturbation = 1e-2 * zi.double()
-            if name == "hizoo":
-                perturbation = perturbation / twin.state[q]["hessian"].sqrt()
+            perturbation = 1e-2 * move.double()
             tol = restore_bound(b, perturbation, p.dtype) + torch.finfo(p.dtype).eps * q.detach().abs()
             assert bool(((p.detach().double() - q.detach()).abs() <= tol).all()), name
         for p, q in zip(params, twins):

@@ -75,9 +75,12 @@ def test_resume_from_state_dict_is_bit_for_bit(name):
     assert opt2.history == opt_full.history
 
 
-@pytest.mark.parametrize("name,expected", [("mezo", 2), ("adamezo", 2), ("zo-adam", 2), ("hizoo", 3),
-                                           ("adam", 1), ("adamw", 1)])
-def test_forward_passes_per_step(name, expected):
+PASSES = {"mezo": 2, "adamezo": 2, "zo-adam": 2, "hizoo": 3, "adam": 1, "adamw": 1}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_passes_per_step(name):
+    expected = PASSES.get(name, OPTIMIZERS[name].forward_passes_per_step)  # new optimizers: their entry's figure
     model = small_model()
     x, y = mlp_data()
     calls = []
@@ -122,8 +125,8 @@ def quadratic_100d(dtype=torch.float64):
     return x, (lambda: 0.5 * (curvature * x**2).sum())
 
 
-QUADRATIC_LR = {"mezo": 3e-4, "adamezo": 3e-2, "zo-adam": 3e-2, "hizoo": 3e-4, "adam": 1e-2, "adamw": 1e-2}
-MLP_LR = {"mezo": 3e-2, "adamezo": 3e-2, "zo-adam": 3e-2, "hizoo": 3e-2, "adam": 1e-2, "adamw": 1e-2}
+QUADRATIC_LR = {name: entry.test_lrs["quadratic"] for name, entry in OPTIMIZERS.items()}  # each entry's test lrs
+MLP_LR = {name: entry.test_lrs["mlp"] for name, entry in OPTIMIZERS.items()}
 
 
 @pytest.mark.parametrize("name", ALL)

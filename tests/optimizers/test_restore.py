@@ -25,10 +25,7 @@ class Boom(RuntimeError):
 
 def within_bound(opt, p, before, eps):
     """|p − before| ≤ 2·eps_dtype·(|θ| + |δθ|) + 2·tiny, δθ the perturbation of the failed step."""
-    z = opt.direction(opt.seed_for_step(opt.steps))[0].double()
-    perturbation = eps * z
-    if "hessian" in opt.state[p]:
-        perturbation = perturbation / opt.state[p]["hessian"].double().sqrt()
+    perturbation = eps * opt.perturbation(opt.seed_for_step(opt.steps))[0].double()  # HiZOO: Σ^{-1/2} z
     fi = torch.finfo(p.dtype)
     bound = 2 * fi.eps * (before.double().abs() + perturbation.abs()) + 2 * fi.smallest_normal * fi.eps
     error = (p.detach().double() - before.double()).abs()
