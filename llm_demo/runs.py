@@ -7,8 +7,8 @@ subprocess: ``config.json``, ``metrics.jsonl`` (one JSON record a line, appended
 ``owner`` (the sha256 of the run's stop token). Everything here reads those files, so a run outlives the
 browser tab that started it and a reloaded page finds it again.
 
-A run is shown to people by :func:`run_label` ("AdaMeZO · lr 0.001 · seed 0"); a new run's folder is
-named after the same settings (``adamezo-lr0.001-s0``, then ``-2``, ``-3``, ...). A stopped run (or one
+A run is shown to people by :func:`run_label` ("AdaMeZO · lr 1e-3 · seed 0"); a new run's folder is
+named after the same settings (``adamezo-lr1e-3-s0``, then ``-2``, ``-3``, ...). A stopped run (or one
 that failed with a checkpoint) continues with :func:`resume_run`, which runs ``--resume`` in its folder.
 
 Limits on concurrent runs (``start_run``, ``resume_run``): at most ``MAX_CONCURRENT_CPU`` runs on the CPU and
@@ -206,8 +206,17 @@ def _lr_of(config: dict[str, Any]) -> float | None:
     return lr if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None
 
 
+def fmt_lr(lr: float) -> str:
+    """A learning rate as people write it: 1e-3, 3e-4, 2.5e-4, 0.01."""
+    if lr == 0 or lr >= 0.01:
+        return f"{lr:g}"
+    mantissa, exponent = f"{lr:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def run_label(config: dict[str, Any]) -> str:
-    """A run's name for people: "AdaMeZO · lr 0.001 · seed 0" (from its settings, no timestamp)."""
+    """A run's name for people: "AdaMeZO · lr 1e-3 · seed 0" (from its settings, no timestamp)."""
     from optimizers import OPTIMIZERS
 
     optimizer = config.get("optimizer")
@@ -215,7 +224,7 @@ def run_label(config: dict[str, Any]) -> str:
     parts = [title]
     lr = _lr_of(config)
     if lr is not None:
-        parts.append(f"lr {lr:g}")
+        parts.append(f"lr {fmt_lr(lr)}")
     seed = config.get("seed")
     if isinstance(seed, int) and not isinstance(seed, bool):
         parts.append(f"seed {seed}")
@@ -223,9 +232,9 @@ def run_label(config: dict[str, Any]) -> str:
 
 
 def _folder_name(optimizer: str, hyper: dict[str, Any], seed: int) -> str:
-    """A new run's folder name from its settings: ``adamezo-lr0.001-s0`` (a suffix is added if taken)."""
+    """A new run's folder name from its settings: ``adamezo-lr1e-3-s0`` (a suffix is added if taken)."""
     lr = _lr_of({"optimizer": optimizer, "hyper": hyper})
-    return f"{optimizer}{f'-lr{lr:g}' if lr is not None else ''}-s{seed}"[:60]
+    return f"{optimizer}{f'-lr{fmt_lr(lr)}' if lr is not None else ''}-s{seed}"[:60]
 
 
 def _mtime(path: Path) -> float | None:

@@ -187,11 +187,12 @@ def test_a_killed_run_is_reported_as_failed(tiny_model, tiny_task, root):
 def test_a_stopped_run_keeps_its_reason_and_resumes_from_the_page(tiny_model, tiny_task, root):
     kw = {"model": str(tiny_model), "data": str(tiny_task), "runs_dir": root, "batch_size": 4, "device": "cpu"}
     r = runs.start_run("mezo", steps=10**6, hyper={"lr": 1e-3}, seed=3, **kw)
-    assert r.name == "mezo-lr0.001-s3" and runs.run_label(r.config) == "MeZO · lr 0.001 · seed 3"
+    assert r.name == "mezo-lr1e-3-s3" and runs.run_label(r.config) == "MeZO · lr 1e-3 · seed 3"
+    assert [runs.fmt_lr(x) for x in (3e-4, 2.5e-4, 1e-5, 0.01, 0.3)] == ["3e-4", "2.5e-4", "1e-5", "0.01", "0.3"]
     assert r.starting and r.reason is None and not r.resumable  # no record yet: the page says "starting…"
     wait_for(lambda: len(runs.read_records(r.path)[0]) > 5)
     assert not runs.run_info(r.path).starting
-    with pytest.raises(ValueError, match="run 'mezo-lr0.001-s3' cannot be resumed: it is running"):
+    with pytest.raises(ValueError, match="run 'mezo-lr1e-3-s3' cannot be resumed: it is running"):
         runs.resume_run(r.path, runs_dir=root)
     runs.stop_run(r.path, r.token)
     stopped = wait_for(lambda: (i := runs.run_info(r.path)).status == "stopped" and i)
@@ -209,4 +210,4 @@ def test_a_stopped_run_keeps_its_reason_and_resumes_from_the_page(tiny_model, ti
     steps = [x["step"] for x in runs.read_records(r.path)[0]]
     assert final.stopped_at > at + 3 and steps == list(range(final.stopped_at + 1))  # one record a step
     second = runs.start_run("mezo", steps=3, hyper={"lr": 1e-3}, seed=3, **kw)
-    assert second.name == "mezo-lr0.001-s3-2"
+    assert second.name == "mezo-lr1e-3-s3-2"
