@@ -123,14 +123,17 @@ class StepMemory(TorchDispatchMode):
         self._extra_state = 0
 
     # ------------------------------------------------------------------ bookkeeping
+    def _known(self, st: torch.UntypedStorage) -> list | None:
+        info = self._info.get(id(st))
+        return info if info is not None and info[2]() is st else None  # an id can be reused after a free
+
     def _add(self, st: torch.UntypedStorage, category: str) -> None:
+        """Count ``st`` in ``category`` from now on (moving it there if it is counted elsewhere)."""
         key = id(st)
-        info = self._info.get(key)
-        if info is not None and info[2]() is st:
-            if info[0] != category and category != "_keep":
+        info = self._known(st)
+        if info is not None:
+            if info[0] != category:
                 self._move(info, category)
-            return
-        if category == "_keep":
             return
         size = _nbytes(st)
         info = [category, size, None]
@@ -167,8 +170,8 @@ class StepMemory(TorchDispatchMode):
 
     def _category_of(self, t: torch.Tensor) -> str | None:
         st = _storage(t)
-        info = self._info.get(id(st)) if st is not None else None
-        return info[0] if info is not None and info[2]() is st else None
+        info = self._known(st) if st is not None else None
+        return info[0] if info is not None else None
 
     # ------------------------------------------------------------------ phases
     def closure(self, fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -228,6 +231,7 @@ class StepMemory(TorchDispatchMode):
         if cuda:
             torch.cuda.synchronize(cuda[0])
             self._cuda_peak = sum(int(torch.cuda.max_memory_allocated(d)) for d in cuda)
+        self._info.clear()  # drops the weak references and their callbacks: the result is final
 
     def _non_tensor_state(self) -> int:
         if self._state_bytes is None:
@@ -247,9 +251,7 @@ class StepMemory(TorchDispatchMode):
         for t in flat:
             if isinstance(t, torch.Tensor):
                 st = _storage(t)
-                if st is not None and id(st) not in self._info:
-                    self._add(st, phase)
-                elif st is not None and self._info[id(st)][2]() is not st:
+                if st is not None and self._known(st) is None:  # new memory (in-place ops return known storages)
                     self._add(st, phase)
         self._update_peak()
         return out
