@@ -173,7 +173,8 @@ def memory_figure(bars: Sequence[Mapping[str, Any]], *, title: str = "", height:
                              hovertemplate=f"peak: %{{x:,.4g}} {unit}<extra>%{{y}}</extra>"))
     fig.update_layout(barmode="stack", height=height, margin=dict(l=10, r=10, t=34 if title else 10, b=10),
                       title=dict(text=title, x=0.01, font=dict(size=14)) if title else None,
-                      legend=dict(orientation="h", yanchor="top", y=-0.12, x=0, xanchor="left", traceorder="normal"),
+                      legend=dict(orientation="h", yanchor="top", y=-0.12, x=0, xanchor="left", traceorder="normal",
+                                  entrywidth=0.33, entrywidthmode="fraction"),
                       uirevision=revision)
     fig.update_xaxes(title_text=None, ticksuffix=f" {unit}")
     fig.update_yaxes(autorange="reversed")
