@@ -295,14 +295,20 @@ EXTRAPOLATION_FORMULA = (
     "weights = s·P; gradients = s·P for first-order Adam, 0 for zeroth-order methods; optimizer state = the "
     "measured bytes per parameter × P (Adam, ZO-Adam: 8 B, HiZOO: 4 B), or the measured bytes as they are when "
     "they do not grow with the model (MeZO: one (seed, c) pair, 16 B; AdaMeZO: K pairs, 16·K B); optimizer "
-    "temporaries = the measured bytes × (block of the target ÷ block of the bundled model), a block being "
-    "min(chunk_size, largest tensor) elements for zeroth-order methods and the largest tensor for Adam (torch's "
-    "single-tensor update on the CPU), times the block workers (one on CUDA and for models under 4 M parameters; "
-    "one per CPU thread above); activations saved for backward and forward/backward working memory = what a "
-    "forward (and, for Adam, a backward) pass of the target configuration allocates at B × T, counted by the same "
-    "tracker on PyTorch's meta device (shapes only, no memory); peak = weights + state + the larger of (forward "
-    "working memory + the reusable block buffers) and the temporaries for zeroth-order methods, and for Adam the larger of (the passes' peak + state) and "
-    "(weights + gradients + state + temporaries).")
+    "temporaries = the reusable block buffers × (target block ÷ bundled block) × the block workers (a block is "
+    "min(chunk_size, largest tensor) elements; one worker on CUDA and for models under 4 M parameters, one per "
+    "CPU thread above), plus the rest of the measured temporaries: whole-model ones (ZO-Adam's gradient) × P, "
+    "what remains × the largest tensor for torch's per-tensor Adam update (Adam, ZO-Adam) or × the block for "
+    "the others; activations saved for backward and forward/backward working memory = what a forward (and, for "
+    "Adam, a backward) pass of the target configuration allocates at B × T, counted by the same tracker on "
+    "PyTorch's meta device (shapes only, no memory); peak = weights + state + the larger of (forward working "
+    "memory + block buffers) and the temporaries for zeroth-order methods, and for Adam the larger of (the "
+    "passes' peak + state) and (weights + gradients + state + temporaries).")
+
+
+PER_TENSOR_UPDATES = {"adam": True, "adamw": True, "zo-adam": True}
+"""Optimizers whose update runs torch's single-tensor Adam on whole parameters (its temporaries are the size
+of the largest tensor); the others update block by block."""
 
 
 def model_facts(model: torch.nn.Module) -> dict[str, int]:
@@ -390,11 +396,19 @@ def extrapolate(measured: dict[str, int], optimizer: str, source: dict[str, int]
     state = round(state * scale_p) if state >= source["parameters"] else state
 
     def block(facts: dict[str, int]) -> int:
-        return min(chunk_size, facts["largest_tensor"]) if zeroth else facts["largest_tensor"]
+        return min(chunk_size, facts["largest_tensor"])
 
-    per_block = block(target) / block(source) * (workers / measured.get("optimizer_workers", 1) if zeroth else 1)
-    temporaries = round(measured["optimizer_temporaries"] * per_block)
-    buffers = round(measured.get("optimizer_buffers", 0) * per_block)
+    # The block buffers scale with the block and the workers; the rest of the temporaries: whole-model ones
+    # (ZO-Adam's gradient for every parameter) with P, and what remains with the unit the update works on.
+    source_weights = source["parameters"] * source["dtype_bytes"]
+    per_worker = workers / measured.get("optimizer_workers", 1)
+    buffers = round(measured.get("optimizer_buffers", 0) * block(target) / block(source) * per_worker)
+    rest = max(0, measured["optimizer_temporaries"] - measured.get("optimizer_buffers", 0))
+    whole = rest // source_weights
+    unit = PER_TENSOR_UPDATES.get(optimizer, False)
+    scale_unit = (target["largest_tensor"] / source["largest_tensor"] if unit else
+                  block(target) / block(source) * per_worker)
+    temporaries = buffers + round(whole * scale_p * source_weights + (rest - whole * source_weights) * scale_unit)
     weights = target["parameters"] * target["dtype_bytes"]
     out = {"weights": weights, "gradients": 0 if zeroth else weights, "optimizer_state": state,
            "activations_saved": 0 if zeroth else passes["activations_saved"],
