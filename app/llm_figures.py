@@ -161,6 +161,7 @@ def memory_figure(bars: Sequence[Mapping[str, Any]], *, title: str = "", height:
     scale = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[unit]
     labels = [b["label"] for b in bars]
     fig = go.Figure()
+    height += 18 * sum(1 for cat in CATEGORIES if any(b["memory"].get(cat, 0) for b in bars)) // 2  # the legend
     for cat in CATEGORIES:
         values = [b["memory"].get(cat, 0) / scale for b in bars]
         if not any(values):
@@ -174,7 +175,7 @@ def memory_figure(bars: Sequence[Mapping[str, Any]], *, title: str = "", height:
     fig.update_layout(barmode="stack", height=height, margin=dict(l=10, r=10, t=34 if title else 10, b=10),
                       title=dict(text=title, x=0.01, font=dict(size=14)) if title else None,
                       legend=dict(orientation="h", yanchor="top", y=-0.12, x=0, xanchor="left", traceorder="normal",
-                                  entrywidth=0.33, entrywidthmode="fraction"),
+                                  entrywidth=0.5, entrywidthmode="fraction"),
                       uirevision=revision)
     fig.update_xaxes(title_text=None, ticksuffix=f" {unit}")
     fig.update_yaxes(autorange="reversed")

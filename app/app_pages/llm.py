@@ -418,10 +418,12 @@ def memory_section(shown: list, records: dict, labels: dict, values: dict) -> No
                    "from OPT-125m on it is 4 MiB against gigabytes.")
         unit = "MiB"
     else:
-        st.caption(f"The same step extrapolated to {view} from the model configuration, at the runs' batch shape: "
-                   + M.EXTRAPOLATION_FORMULA)
+        st.caption(f"The same steps extrapolated to {view} from the model configuration, at the runs' batch shape "
+                   "(float32, one block worker as on CUDA).")
+        with st.expander("How"):
+            st.markdown(plain(M.EXTRAPOLATION_FORMULA))
         unit = "GiB"
-    chart.plotly_chart(LF.memory_figure(bars, unit=unit, height=150 + 40 * len(bars), revision=f"mem:{view}"),
+    chart.plotly_chart(LF.memory_figure(bars, unit=unit, height=110 + 40 * len(bars), revision=f"mem:{view}"),
                        key="llm:memory")
     base = next((b for b in bars if b["label"].startswith("MeZO ·")), None)
     ratios = " · ".join(f"{b['label'].split(' · ')[0]} {b['memory']['peak_total'] / base['memory']['peak_total']:.2f}×"

@@ -484,7 +484,8 @@ def test_llm_page_memory_by_category_measured_and_extrapolated(tmp_path, monkeyp
     peaks = list(decode(mem["data"][-1]["x"]))
     weights = 12_853_473_280 * 4 / 2**30  # GiB: AdaMeZO needs little beyond the weights, Adam about 4 times them
     assert weights < peaks[1] < 1.05 * weights and 4 * weights < peaks[0] < 4.2 * weights
-    assert any(c.startswith("The same step extrapolated to OPT-13B") for c in captions(at))
+    assert any(c.startswith("The same steps extrapolated to OPT-13B") for c in captions(at))
+    assert any("meta device" in text(m) for m in at.markdown)  # the formula, in the "How" expander
 
 
 def test_llm_page_bad_input_is_an_error_not_a_traceback(tmp_path, monkeypatch):
