@@ -8,6 +8,7 @@ direction generator's cost per element.
     python benchmarks/optimizer_step.py                      # OPT-125m shape, batch 16 x 64, 3 steps
     python benchmarks/optimizer_step.py --shape tiny --steps 5
     python benchmarks/optimizer_step.py --optimizers mezo helene zo-adamu mezo:num_directions=4
+    python benchmarks/optimizer_step.py --memory             # also one step measured by category (llm_demo.memory)
 
 An optimizer is a registry name, optionally with hyperparameters after a colon (``NAME:KEY=VALUE,...``).
 
@@ -122,12 +123,17 @@ def worker(args) -> None:
         print(f"  {args.optimizer} step {step + 1}/{args.warmup + args.steps}: {elapsed:.2f} s"
               f"{' (warm-up)' if step < args.warmup else ''}", file=sys.stderr, flush=True)
     regenerations = (getattr(opt, "generated_elements", 0) - generated) / n_params / args.steps
+    memory = None
+    if args.memory:  # one more step, measured from its tensors (after the timed ones: it runs slower)
+        from llm_demo.memory import measure_step
+
+        memory = measure_step(model, opt, closure, state_bytes)[1]
     print(json.dumps({
         "optimizer": args.optimizer, "device": str(device), "params": n_params,
         "step_s": times, "median_step_s": statistics.median(times),
         "peak_memory_bytes": peak_memory_bytes(device), "state_bytes": state_bytes(opt),
         "regenerations_per_step": regenerations, "threads": torch.get_num_threads(),
-        "generator_s_per_element": generator_cost(device),
+        "generator_s_per_element": generator_cost(device), "memory": memory,
     }))
 
 
@@ -142,6 +148,8 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=10, help="AdaMeZO's K")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure one step's memory by category from its tensors (llm_demo.memory)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -155,6 +163,7 @@ def main() -> None:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--shape", args.shape,
                "--batch", str(args.batch), "--seq", str(args.seq), "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--horizon", str(args.horizon), "--device", args.device]
+        cmd += ["--memory"] if args.memory else []
         out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
         results[name] = json.loads(out.strip().splitlines()[-1])
 
@@ -171,6 +180,16 @@ def main() -> None:
         m_ratio = f"{r['peak_memory_bytes'] / base['peak_memory_bytes']:.3f}" if base else "-"
         print(f"| {name} | {r['median_step_s']:.2f} | {t_ratio} | {r['peak_memory_bytes'] / 2**20:.0f} | "
               f"{m_ratio} | {r['state_bytes']:,} | {r['regenerations_per_step']:.0f} |")
+    if args.memory:
+        print("\nMemory of one step by category, from its tensors (MB; llm_demo.memory):\n")
+        cats = ["weights", "gradients", "optimizer_state", "activations_saved", "forward_working",
+                "backward_working", "optimizer_temporaries", "peak_total"]
+        print("| optimizer | " + " | ".join(c.replace("_", " ") for c in cats) + " | peak × MeZO |")
+        print("|---" * (len(cats) + 2) + "|")
+        for name, r in results.items():
+            m = r["memory"]
+            ratio = f"{m['peak_total'] / base['memory']['peak_total']:.3f}" if base else "-"
+            print(f"| {name} | " + " | ".join(f"{m[c] / 2**20:.0f}" for c in cats) + f" | {ratio} |")
     costs = [r["generator_s_per_element"] for r in results.values()]
     print(f"\nkeyed direction generator (manual_seed + randn, 2^20 float32 block): "
           f"{statistics.median(costs) * 1e9:.2f} ns per element (median over the processes)")

@@ -18,9 +18,16 @@ Design (why the bundled task leaves room to learn, see ``assets/README.md`` for 
   partly above chance (a bias towards one verbalizer that only strongly worded reviews overcome),
   and fine-tuning has a clear, quick gain to make.
 
-Command line (writes the bundled task)::
+The second bundled task, *graded* (:func:`make_graded_task`), asks for three grades of the same
+reviews: negative, mixed (one positive and one negative verdict) or positive, scored on " bad",
+" fine" and " good". The pre-trained model never ties " fine" to films and reads a mixed review as
+either polarity, so zero-shot accuracy is near chance (one third of the examples are mixed, and the
+model's bias towards " good" costs half of the rest), and a zeroth-order fine-tune has a long way to go.
+
+Command line (writes the bundled tasks)::
 
     python -m llm_demo.corpus --out assets/sentiment --seed 1234
+    python -m llm_demo.corpus --task graded --out assets/graded --seed 2024
 """
 
 from __future__ import annotations
@@ -114,14 +121,8 @@ N_OPENINGS = 6
 TIED_OPENINGS = (0, 2)  # "I watched ..." and "We saw ...": the only reviews the corpus ties to good/bad
 
 
-def review(rng: random.Random, label: int, words: tuple[tuple[str, ...], tuple[str, ...]],
-           opening: int | None = None) -> str:
-    """One short film review whose sentiment is ``label`` (0 negative, 1 positive).
-
-    Its sentiment words are drawn from ``words[label]``; everything else (titles, names, genres,
-    aspects, neutral details) is sentiment-free. ``opening`` picks the first sentence's frame
-    (0 .. N_OPENINGS - 1; random if None).
-    """
+def _opening(rng: random.Random, opening: int | None = None) -> tuple[str, str, str]:
+    """A review's first, sentiment-free sentence, with the film's genre and director."""
     film, genre = _film(rng), rng.choice(GENRES)
     director = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
     if opening is None:
@@ -134,20 +135,42 @@ def review(rng: random.Random, label: int, words: tuple[tuple[str, ...], tuple[s
         f"{film} came out this {rng.choice(SEASONS)}.",
         f"{director} directed {film}.",
     ))[opening]
+    return opening_text, genre, director
+
+
+def review(rng: random.Random, label: int, words: tuple[tuple[str, ...], tuple[str, ...]],
+           opening: int | None = None) -> str:
+    """One short film review whose sentiment is ``label`` (0 negative, 1 positive).
+
+    Its sentiment words are drawn from ``words[label]``; everything else (titles, names, genres,
+    aspects, neutral details) is sentiment-free. ``opening`` picks the first sentence's frame
+    (0 .. N_OPENINGS - 1; random if None).
+    """
+    opening_text, genre, director = _opening(rng, opening)
     sentences = [opening_text]
     n_sentiment = rng.choice((1, 1, 2))
     for _ in range(n_sentiment):
-        w = rng.choice(words[label])
-        aspect = rng.choice(ASPECTS)
-        sentences.append(rng.choice((
-            f"The {aspect} was {w}.",
-            f"It is {_a(w)} {w} {genre}.",
-            f"I found the {aspect} {w}.",
-            f"The {aspect} felt {w} from start to end.",
-            f"{director.split()[1]} made {_a(w)} {w} film.",
-            f"What {_a(w)} {w} {aspect}.",
-            f"Honestly, the {aspect} is {w}.",
-        )))
+        sentences.append(_verdict(rng, rng.choice(words[label]), genre, director))
+    _add_detail(rng, sentences)
+    return " ".join(sentences)
+
+
+def _verdict(rng: random.Random, w: str, genre: str, director: str) -> str:
+    """One sentence that judges the film (or one aspect of it) with the sentiment word ``w``."""
+    aspect = rng.choice(ASPECTS)
+    return rng.choice((
+        f"The {aspect} was {w}.",
+        f"It is {_a(w)} {w} {genre}.",
+        f"I found the {aspect} {w}.",
+        f"The {aspect} felt {w} from start to end.",
+        f"{director.split()[1]} made {_a(w)} {w} film.",
+        f"What {_a(w)} {w} {aspect}.",
+        f"Honestly, the {aspect} is {w}.",
+    ))
+
+
+def _add_detail(rng: random.Random, sentences: list[str]) -> None:
+    """Half of the time, insert one sentiment-free detail after the opening (in place)."""
     if rng.random() < 0.5:
         sentences.insert(rng.randrange(1, len(sentences) + 1), rng.choice((
             f"It runs {rng.randrange(80, 180)} minutes.",
@@ -155,7 +178,6 @@ def review(rng: random.Random, label: int, words: tuple[tuple[str, ...], tuple[s
             f"The {rng.choice(ASPECTS)} reminded me of an old {rng.choice(GENRES)}.",
             f"I went with my {rng.choice(RELATIONS)}.",
         )))
-    return " ".join(sentences)
 
 
 def _general_sentence(rng: random.Random) -> str:
@@ -227,6 +249,55 @@ def make_task(
     return out
 
 
+GRADES = ("negative", "mixed", "positive")
+"""The labels of the graded task, in order (0, 1, 2)."""
+
+
+def graded_review(rng: random.Random, label: int, words: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    """One review of the graded task: ``label`` 0 negative, 1 mixed, 2 positive.
+
+    A negative or positive review has one or two verdicts of that polarity (as :func:`review`); a
+    mixed one has exactly two, one of each polarity, in random order. Sentiment words come from
+    ``words`` (``(negative, positive)``); openings and details are the sentiment task's.
+    """
+    if label not in (0, 1, 2):
+        raise ValueError(f"graded label must be 0, 1 or 2, got {label!r}")
+    opening_text, genre, director = _opening(rng)
+    if label == 1:
+        polarities = [0, 1]
+        rng.shuffle(polarities)
+    else:
+        polarities = [label // 2] * rng.choice((1, 2))
+    sentences = [opening_text] + [_verdict(rng, rng.choice(words[p]), genre, director) for p in polarities]
+    _add_detail(rng, sentences)
+    return " ".join(sentences)
+
+
+def make_graded_task(
+    seed: int = 2024, n_train: int = 1800, n_dev: int = 300, n_test: int = 600
+) -> dict[str, list[dict]]:
+    """The bundled graded task: ``{"train": [...], "dev": [...], "test": [...]}`` of
+    ``{"text": review, "label": 0 | 1 | 2}`` (negative, mixed, positive), balanced. As in
+    :func:`make_task`, train uses the training half of the lexicon, dev and test the held-out half."""
+    out: dict[str, list[dict]] = {}
+    for offset, (split, n) in enumerate((("train", n_train), ("dev", n_dev), ("test", n_test))):
+        rng = random.Random(seed * 1000 + offset)
+        words = lexicon(split)
+        labels = [i % 3 for i in range(n)]
+        rng.shuffle(labels)
+        out[split] = [{"text": graded_review(rng, label, words), "label": label} for label in labels]
+    return out
+
+
+GRADED_INFO = {
+    "template": "{text} It was",
+    "verbalizers": [" bad", " fine", " good"],
+    "description": "Three-way graded film-review sentiment: negative (label 0), mixed (1: one positive and "
+                   "one negative verdict) or positive (2), scored on the next-token logits of ' bad', "
+                   "' fine' and ' good' after the template. Train uses half of the sentiment lexicon; dev and "
+                   "test use the held-out half. Made by llm_demo.corpus.make_graded_task.",
+}
+
 TASK_INFO = {
     "template": "{text} It was",
     "verbalizers": [" bad", " good"],
@@ -236,31 +307,42 @@ TASK_INFO = {
 }
 
 
-def write_task(out_dir: str | Path, seed: int = 1234, **sizes: int) -> dict[str, int]:
-    """Write ``train/dev/test.jsonl`` and ``task.json`` into ``out_dir``; return the split sizes."""
+TASKS = {"sentiment": (make_task, TASK_INFO, 1234), "graded": (make_graded_task, GRADED_INFO, 2024)}
+"""The tasks this generator writes: name -> (maker, task.json contents, the bundled seed)."""
+
+
+def write_task(out_dir: str | Path, seed: int | None = None, task: str = "sentiment", **sizes: int) -> dict[str, int]:
+    """Write ``train/dev/test.jsonl`` and ``task.json`` of ``task`` into ``out_dir``; return the split sizes."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+    maker, task_info, bundled_seed = TASKS[task]
+    seed = bundled_seed if seed is None else seed
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    splits = make_task(seed=seed, **sizes)
+    splits = maker(seed=seed, **sizes)
     for split, examples in splits.items():
         with open(out / f"{split}.jsonl", "w", encoding="utf-8") as f:
             for ex in examples:
                 f.write(json.dumps(ex, ensure_ascii=False) + "\n")
-    info = dict(TASK_INFO, seed=seed)
+    info = dict(task_info, seed=seed)
     (out / "task.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return {k: len(v) for k, v in splits.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: write the bundled sentiment task."""
-    p = argparse.ArgumentParser(description="Write the bundled sentiment task (JSON lines + task.json).")
-    p.add_argument("--out", default="assets/sentiment", help="output folder (default: assets/sentiment)")
-    p.add_argument("--seed", type=int, default=1234, help="generator seed (default: 1234)")
-    p.add_argument("--n-train", type=int, default=1600)
-    p.add_argument("--n-dev", type=int, default=200)
-    p.add_argument("--n-test", type=int, default=400)
+    """Command line: write a bundled task (``--task sentiment`` or ``graded``)."""
+    p = argparse.ArgumentParser(description="Write a bundled task (JSON lines + task.json).")
+    p.add_argument("--task", choices=list(TASKS), default="sentiment", help="which task (default: sentiment)")
+    p.add_argument("--out", default=None, help="output folder (default: assets/<task>)")
+    p.add_argument("--seed", type=int, default=None, help="generator seed (default: 1234 sentiment, 2024 graded)")
+    p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--n-dev", type=int, default=None)
+    p.add_argument("--n-test", type=int, default=None)
     a = p.parse_args(argv)
-    sizes = write_task(a.out, seed=a.seed, n_train=a.n_train, n_dev=a.n_dev, n_test=a.n_test)
-    print(f"wrote {a.out}: " + ", ".join(f"{k}={v}" for k, v in sizes.items()))
+    sizes = {k: v for k, v in (("n_train", a.n_train), ("n_dev", a.n_dev), ("n_test", a.n_test)) if v is not None}
+    out = a.out or f"assets/{a.task}"
+    written = write_task(out, seed=a.seed, task=a.task, **sizes)
+    print(f"wrote {out}: " + ", ".join(f"{k}={v}" for k, v in written.items()))
 
 
 if __name__ == "__main__":

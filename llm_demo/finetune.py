@@ -9,8 +9,12 @@
 The bundled tiny OPT and sentiment task are the defaults. ``train()`` is a generator of records
 (plain dicts); the command line appends each one to ``runs/NAME/metrics.jsonl`` as it comes, flushed,
 with a progress bar on the terminal. Every record has step, forward_passes, train_loss, wall_time_s,
-peak_memory_bytes and optimizer_state_bytes; evaluation points add eval_loss and eval_accuracy, and
-the last record adds test_loss and test_accuracy.
+peak_memory_bytes (the process's peak resident set; CUDA: peak allocated bytes) and
+optimizer_state_bytes; evaluation points add eval_loss and eval_accuracy, and the last record adds
+test_loss and test_accuracy. From step 2 on, every record carries ``memory``: the bytes by category
+(weights, gradients, optimizer state, activations saved for backward, working memory, the optimizer's
+temporaries, the peak of all of them) that ``llm_demo.memory`` measured from the tensors of the last
+measured step (step 2 and every evaluation step; ``measured_step`` says which).
 
 Checkpoints (every ``--checkpoint-every`` steps, written atomically) hold what is needed to resume,
 whichever is smaller: for a zeroth-order optimizer, the (seed, c) log of every step (16 bytes a step;
@@ -52,6 +56,7 @@ import torch
 
 from optimizers import OPTIMIZERS, get_entry, make_optimizer, mix_key, state_bytes, weight_decay_groups
 
+from .memory import cuda_peak_allocated, measure_step
 from .tasks import BUNDLED_MODEL, BUNDLED_TASK, encode, evaluate, load_model, load_task, loss_fn, resolve_device, subset
 
 # The demo's defaults on the bundled model and task (the CLI's and the app's starting values): each
@@ -64,9 +69,9 @@ CONFIG = "config.json"
 STATUS = "status.json"
 PID = "pid"
 LOCK = "lock"  # flock-ed by the process that runs in the folder, for its lifetime; holds its pid
-# What a run folder may hold (runs.py adds started, log.txt and owner for the runs it starts);
+# What a run folder may hold (runs.py adds started, log.txt, owner and resumed for the runs it starts);
 # --overwrite deletes these (and their .tmp files) and nothing else.
-RUN_FILES = (CONFIG, METRICS, CHECKPOINT, STATUS, PID, "log.txt", "started", "owner")
+RUN_FILES = (CONFIG, METRICS, CHECKPOINT, STATUS, PID, "log.txt", "started", "owner", "resumed")
 SEED_MAX = 2**63 - 1  # the optimizers' seed range (torch generators take 64-bit seeds)
 #: Learning-rate schedules (Hugging Face's names, built by ``transformers.get_scheduler``).
 LR_SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -155,8 +160,15 @@ class RunConfig:
 def peak_memory_bytes(device: torch.device) -> int:
     """CUDA: max allocated bytes; CPU: the process's peak resident set size."""
     if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
+        return cuda_peak_allocated(device)
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def measures_memory(step: int, eval_every: int) -> bool:
+    """Whether step ``step`` (1-based) is measured by ``llm_demo.memory``: the second step (the first
+    with the optimizer's state and buffers in place) and every evaluation step. A pure function of the
+    step, so a resumed run measures the same steps."""
+    return step == 2 or (step > 2 and step % eval_every == 0)
 
 
 def batch_indices(seed: int, step: int, n: int, batch_size: int) -> torch.Tensor:
@@ -241,6 +253,10 @@ def load_checkpoint(path: Path, config: RunConfig) -> dict[str, Any]:
         raise bad("the log must be a list of (seed, c, ...) numbers")
     if get_entry(config.optimizer).zeroth_order and len(log) != step:
         raise bad(f"{len(log)} log entries for {step} steps")
+    memory = ckpt.get("memory")
+    if memory is not None and not (isinstance(memory, dict) and all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in memory.items())):
+        raise bad("the memory breakdown must be a dictionary of integers")
     if mode == "replay" and not isinstance(ckpt.get("model_fingerprint"), str):
         raise bad("no model fingerprint")
     if mode == "weights" and not (isinstance(ckpt.get("model"), dict) and isinstance(ckpt.get("optimizer"), dict)
@@ -304,6 +320,7 @@ class Trainer:
         self.step = 0
         self.wall_time = 0.0
         self.log: list[tuple] = []  # the ZO replay log, one entry a step
+        self.memory: dict[str, int] | None = None  # the last measured step's memory by category
 
     # --------------------------------------------------------------------------------- checkpoints
     def weights_bytes(self) -> int:
@@ -313,6 +330,8 @@ class Trainer:
         """What is needed to resume at ``self.step``: the ZO log or the weights, whichever is smaller."""
         ckpt: dict[str, Any] = {"step": self.step, "wall_time_s": self.wall_time,
                                 "config": asdict(self.config), "config_hash": config_hash(self.config)}
+        if self.memory is not None:  # a resumed run's records carry it on, as the uninterrupted run's do
+            ckpt["memory"] = dict(self.memory)
         log_bytes = 8 * sum(len(e) for e in self.log)
         if self.entry.zeroth_order and log_bytes <= self.weights_bytes():
             ckpt["mode"] = "replay"
@@ -349,13 +368,17 @@ class Trainer:
         self.log = [tuple(e) for e in ckpt["log"]]
         self.step = ckpt["step"]
         self.wall_time = ckpt["wall_time_s"]
+        self.memory = dict(ckpt["memory"]) if ckpt.get("memory") is not None else None
 
     # --------------------------------------------------------------------------------- training
     def _record(self, train_loss: float) -> dict[str, Any]:
-        return {"step": self.step, "forward_passes": self.optimizer.forward_passes,
-                "train_loss": train_loss, "wall_time_s": round(self.wall_time, 4),
-                "peak_memory_bytes": peak_memory_bytes(self.device),
-                "optimizer_state_bytes": state_bytes(self.optimizer)}
+        record = {"step": self.step, "forward_passes": self.optimizer.forward_passes,
+                  "train_loss": train_loss, "wall_time_s": round(self.wall_time, 4),
+                  "peak_memory_bytes": peak_memory_bytes(self.device),
+                  "optimizer_state_bytes": state_bytes(self.optimizer)}
+        if self.memory is not None:
+            record["memory"] = dict(self.memory)
+        return record
 
     def _batch(self, step: int):
         idx = batch_indices(self.config.seed, step, len(self.task.splits["train"]), self.config.batch_size)
@@ -375,7 +398,13 @@ class Trainer:
         while self.step < cfg.steps and not should_stop():
             batch = self._batch(self.step)
             start = time.perf_counter()
-            loss = self.optimizer.step(lambda: loss_fn(self.model, batch))
+            if measures_memory(self.step + 1, cfg.eval_every):
+                loss, memory = measure_step(self.model, self.optimizer, lambda: loss_fn(self.model, batch),
+                                            state_bytes)
+                self.memory = memory | {"measured_step": self.step + 1, "batch_size": int(batch["input_ids"].shape[0]),
+                                        "batch_tokens": int(batch["input_ids"].shape[1])}
+            else:
+                loss = self.optimizer.step(lambda: loss_fn(self.model, batch))
             self.scheduler.step()
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)

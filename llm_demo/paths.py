@@ -13,10 +13,11 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .tasks import BUNDLED_MODEL, BUNDLED_TASK
+from .tasks import BUNDLED_MODEL, BUNDLED_TASK, BUNDLED_TASKS
 
 ROOTS_ENV = {"model": "ADAMEZO_MODEL_ROOTS", "data": "ADAMEZO_DATA_ROOTS"}
 BUNDLED = {"model": BUNDLED_MODEL, "data": BUNDLED_TASK}
+BUNDLED_ALL = {"model": [BUNDLED_MODEL], "data": list(BUNDLED_TASKS.values())}
 WHAT = {"model": "model folder", "data": "task file or folder"}
 
 
@@ -29,11 +30,11 @@ def _resolve(path: str | Path) -> Path | None:
 
 
 def app_roots(kind: str, environ: Mapping[str, str] | None = None) -> list[Path]:
-    """The folders the app may read a ``kind`` ("model" or "data") from: the bundled one, then the operator's."""
+    """The folders the app may read a ``kind`` ("model" or "data") from: the bundled ones, then the operator's."""
     if kind not in ROOTS_ENV:
         raise ValueError(f"unknown path kind {kind!r}; allowed: 'model', 'data'")
     environ = os.environ if environ is None else environ
-    listed = [BUNDLED[kind]] + [p for p in environ.get(ROOTS_ENV[kind], "").split(os.pathsep) if p.strip()]
+    listed = BUNDLED_ALL[kind] + [p for p in environ.get(ROOTS_ENV[kind], "").split(os.pathsep) if p.strip()]
     roots = []
     for p in listed:
         resolved = _resolve(p)
@@ -56,7 +57,8 @@ def check_app_path(text: str, kind: str, roots: Sequence[Path]) -> Path | None:
     resolved = _resolve(text.strip())
     if resolved is not None and any(resolved == r or resolved.is_relative_to(r) for r in roots):
         return resolved
-    extra = [str(r) for r in roots if r != _resolve(BUNDLED[kind])]
+    bundled = [_resolve(p) for p in BUNDLED_ALL[kind]]
+    extra = [str(r) for r in roots if r not in bundled]
     where = (f"the folders in the server's {ROOTS_ENV[kind]} setting ({', '.join(extra)})" if extra else
              f"the folders the server's operator lists in the {ROOTS_ENV[kind]} setting (none are listed)")
     raise ValueError(f"this {WHAT[kind]} is not one the app may read; allowed: empty for the bundled one, "

@@ -7,7 +7,11 @@ subprocess: ``config.json``, ``metrics.jsonl`` (one JSON record a line, appended
 ``owner`` (the sha256 of the run's stop token). Everything here reads those files, so a run outlives the
 browser tab that started it and a reloaded page finds it again.
 
-Limits on concurrent runs (``start_run``): at most ``MAX_CONCURRENT_CPU`` runs on the CPU and
+A run is shown to people by :func:`run_label` ("AdaMeZO · lr 1e-3 · seed 0"); a new run's folder is
+named after the same settings (``adamezo-lr1e-3-s0``, then ``-2``, ``-3``, ...). A stopped run (or one
+that failed with a checkpoint) continues with :func:`resume_run`, which runs ``--resume`` in its folder.
+
+Limits on concurrent runs (``start_run``, ``resume_run``): at most ``MAX_CONCURRENT_CPU`` runs on the CPU and
 ``MAX_CONCURRENT_PER_CUDA_DEVICE`` on each CUDA device. A run holds a slot, an ``flock``-ed file in
 ``RUNS_DIR/.slots``, taken atomically before its process starts and inherited by it, so the kernel frees
 the slot when the process ends, even by ``kill -9``. Runs started by hand from the command line hold no
@@ -32,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .finetune import CONFIG, METRICS, PID, SLOT_FD_ENV, STATUS, RunConfig
+from .finetune import CHECKPOINT, CONFIG, DEMO_DEFAULTS, METRICS, PID, SLOT_FD_ENV, STATUS, RunConfig, write_status
 
 RUNS_DIR = Path(os.environ.get("ADAMEZO_RUNS_DIR", "runs"))
 MAX_CONCURRENT_CPU = 2
@@ -55,10 +59,41 @@ class RunInfo:
     last: dict[str, Any] | None
     error: str | None
     token: str | None = None  # the stop token; only ``start_run``'s answer carries it
+    stopped_at: int | None = None  # the step a stopped run stopped at (status.json)
+    stop_signal: str | None = None  # the signal that stopped it (SIGTERM from the page or a shell, SIGINT)
+    resumed_at: float | None = None  # when resume_run last started it again
 
     @property
     def steps(self) -> int:
         return int(self.config.get("steps", 0))
+
+    @property
+    def starting(self) -> bool:
+        """Running, and no record yet from this start (loading the model, the zero-shot evaluation, the first
+        step; after a resume: replaying the checkpoint)."""
+        if self.status != "running":
+            return False
+        if self.last is None:
+            return True
+        written = _mtime(self.path / METRICS)
+        return self.resumed_at is not None and (written is None or written < self.resumed_at)
+
+    @property
+    def resumable(self) -> bool:
+        """Stopped, or failed, with a checkpoint to continue from."""
+        return self.status in ("stopped", "failed") and (self.path / CHECKPOINT).is_file()
+
+    @property
+    def reason(self) -> str | None:
+        """Why a run is not running any more, in a sentence (None while it runs or once it finished)."""
+        if self.status == "stopped":
+            by = {"SIGTERM": "asked to stop (the page's Stop button or a kill)", "SIGINT": "interrupted (Ctrl-C)"}
+            how = by.get(self.stop_signal or "", "stopped")
+            at = f" at step {self.stopped_at} of {self.steps}" if self.stopped_at is not None else ""
+            return f"{how}{at}; a checkpoint is saved, so it can be resumed"
+        if self.status == "failed":
+            return self.error or "the process ended without finishing"
+        return None
 
     @property
     def progress(self) -> float:
@@ -150,7 +185,56 @@ def run_info(run_dir: str | Path) -> RunInfo:
         young = _mtime(path / "started") is not None and time.time() - started_at < 60 and pid is None
         if not young:
             state, error = "failed", error or _log_tail(path) or "the process ended without finishing"
-    return RunInfo(path.name, path, state, config, pid, started_at, _last_record(path / METRICS), error)
+    stopped_at = status.get("step") if state == "stopped" and isinstance(status.get("step"), int) else None
+    signal_name = status.get("signal") if state == "stopped" and isinstance(status.get("signal"), str) else None
+    return RunInfo(path.name, path, state, config, pid, started_at, _last_record(path / METRICS), error,
+                   stopped_at=stopped_at, stop_signal=signal_name, resumed_at=_mtime(path / RESUMED))
+
+
+RESUMED = "resumed"  # touched by resume_run: records older than it are from before the resume
+
+
+def _lr_of(config: dict[str, Any]) -> float | None:
+    hyper = config.get("hyper") if isinstance(config.get("hyper"), dict) else {}
+    optimizer = config.get("optimizer")
+    lr = hyper.get("lr", DEMO_DEFAULTS.get(optimizer, {}).get("lr") if isinstance(optimizer, str) else None)
+    if lr is None and isinstance(optimizer, str):
+        from optimizers import OPTIMIZERS
+
+        entry = OPTIMIZERS.get(optimizer)
+        lr = entry.specs["lr"].default if entry is not None and "lr" in entry.specs else None
+    return lr if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None
+
+
+def fmt_lr(lr: float) -> str:
+    """A learning rate as people write it: 1e-3, 3e-4, 2.5e-4, 0.01."""
+    if lr == 0 or lr >= 0.01:
+        return f"{lr:g}"
+    mantissa, exponent = f"{lr:e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def run_label(config: dict[str, Any]) -> str:
+    """A run's name for people: "AdaMeZO · lr 1e-3 · seed 0" (from its settings, no timestamp)."""
+    from optimizers import OPTIMIZERS
+
+    optimizer = config.get("optimizer")
+    title = OPTIMIZERS[optimizer].title if isinstance(optimizer, str) and optimizer in OPTIMIZERS else str(optimizer)
+    parts = [title]
+    lr = _lr_of(config)
+    if lr is not None:
+        parts.append(f"lr {fmt_lr(lr)}")
+    seed = config.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        parts.append(f"seed {seed}")
+    return " · ".join(parts)
+
+
+def _folder_name(optimizer: str, hyper: dict[str, Any], seed: int) -> str:
+    """A new run's folder name from its settings: ``adamezo-lr1e-3-s0`` (a suffix is added if taken)."""
+    lr = _lr_of({"optimizer": optimizer, "hyper": hyper})
+    return f"{optimizer}{f'-lr{fmt_lr(lr)}' if lr is not None else ''}-s{seed}"[:60]
 
 
 def _mtime(path: Path) -> float | None:
@@ -312,22 +396,62 @@ def start_run(optimizer: str, *, steps: int, hyper: dict[str, Any] | None = None
         raise ValueError(f"{limit} runs are already running {_where(family)} (the limit is {limit}); "
                          "wait for one to finish or stop one first")
     try:
-        run_dir = _new_run_dir(root, name or f"{time.strftime('%Y%m%d-%H%M%S')}-{optimizer}-s{seed}",
-                               unique=name is None)
-        token = secrets.token_urlsafe(24)
-        (run_dir / OWNER).write_text(_token_digest(token))
+        run_dir = _new_run_dir(root, name or _folder_name(optimizer, config.hyper, seed), unique=name is None)
         (run_dir / "started").touch()
         (run_dir / CONFIG).write_text(json.dumps(asdict(config), indent=2))
-        cmd = [sys.executable, "-m", "llm_demo.finetune", "--out", str(run_dir), "--resume", "--quiet"]
-        with open(run_dir / "log.txt", "w") as log:
-            # The slot's descriptor goes to the child, which holds the slot for as long as it lives.
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=os.getcwd(), pass_fds=(slot,),
-                                    env=os.environ | {SLOT_FD_ENV: str(slot)})
+        token = _launch(run_dir, slot, "w")
     finally:
         os.close(slot)
-    (run_dir / PID).write_text(str(proc.pid))
     info = run_info(run_dir)
+    info.token = token
+    return info
+
+
+def _launch(run_dir: Path, slot: int, log_mode: str) -> str:
+    """Start ``python -m llm_demo.finetune --out run_dir --resume`` holding ``slot``; returns the new stop token."""
+    token = secrets.token_urlsafe(24)
+    (run_dir / OWNER).write_text(_token_digest(token))
+    cmd = [sys.executable, "-m", "llm_demo.finetune", "--out", str(run_dir), "--resume", "--quiet"]
+    with open(run_dir / "log.txt", log_mode) as log:
+        # The slot's descriptor goes to the child, which holds the slot for as long as it lives.
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=os.getcwd(), pass_fds=(slot,),
+                                env=os.environ | {SLOT_FD_ENV: str(slot)})
+    (run_dir / PID).write_text(str(proc.pid))
+    return token
+
+
+def resume_run(run_dir: str | Path, runs_dir: str | Path = RUNS_DIR, max_concurrent_cpu: int = MAX_CONCURRENT_CPU,
+               max_concurrent_cuda: int = MAX_CONCURRENT_PER_CUDA_DEVICE) -> RunInfo:
+    """Continue a stopped run (or one that failed with a checkpoint) in the background, from its checkpoint,
+    with the settings in its ``config.json`` (``--resume``: its records are those of an uninterrupted run).
+
+    Takes a concurrency slot like :func:`start_run`; the returned ``RunInfo.token`` is the new stop token
+    (the session that resumes a run is the one that can stop it). ``ValueError`` in one sentence otherwise.
+    """
+    path = Path(run_dir)
+    info = run_info(path)
+    if not info.resumable:
+        why = {"running": "it is running", "finished": "it has finished"}.get(
+            info.status, "it has no checkpoint to continue from")
+        raise ValueError(f"run {path.name!r} cannot be resumed: {why}")
+    device = info.config.get("device", "auto")
+    family, limit = device_slot(device if isinstance(device, str) else "auto")
+    limit = max_concurrent_cpu if family == "cpu" else max_concurrent_cuda
+    slot = acquire_slot(Path(runs_dir), family, limit)
+    if slot is None:
+        raise ValueError(f"{limit} runs are already running {_where(family)} (the limit is {limit}); "
+                         "wait for one to finish or stop one first")
+    try:
+        # Until the process writes its own status: running, young and without a pid (see run_info).
+        (path / PID).unlink(missing_ok=True)
+        (path / "started").touch()
+        (path / RESUMED).touch()
+        write_status(path, "running")
+        token = _launch(path, slot, "a")
+    finally:
+        os.close(slot)
+    info = run_info(path)
     info.token = token
     return info
 

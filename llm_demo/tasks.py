@@ -34,6 +34,10 @@ BUNDLED_MODEL: Path = _ROOT / "assets" / "tiny-opt"
 """The bundled tiny OPT checkpoint (made by ``python -m llm_demo.pretrain``)."""
 BUNDLED_TASK: Path = _ROOT / "assets" / "sentiment"
 """The bundled sentiment task (made by ``python -m llm_demo.corpus``)."""
+BUNDLED_GRADED: Path = _ROOT / "assets" / "graded"
+"""The bundled graded task: negative / mixed / positive (made by ``python -m llm_demo.corpus --task graded``)."""
+BUNDLED_TASKS: dict[str, Path] = {"graded": BUNDLED_GRADED, "sentiment": BUNDLED_TASK}
+"""The bundled tasks by name."""
 
 DEFAULT_TEMPLATE = "{text} It was"
 DEFAULT_VERBALIZERS = (" bad", " good")

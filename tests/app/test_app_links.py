@@ -151,7 +151,8 @@ def _values(page: str) -> list[str]:
     fields = {"playground": controls.playground_fields, "compare": controls.compare_fields}.get(page)
     keys = [f.key for f in fields()] if fields else []
     extra = {"lessons": ["lesson", "seed", "seeds"], "llm": ["opts", "steps", "model", "data", "device", "dtype",
-                                                             "seed", "batch", "eval", "lr"]}.get(page, [])
+                                                             "seed", "batch", "eval", "lr", "task", "x", "smooth",
+                                                             "mem"]}.get(page, [])
     return sorted(set(keys + extra + ["view", "junk"]))
 
 

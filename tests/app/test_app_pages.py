@@ -369,36 +369,132 @@ def test_lessons_bad_link_falls_back_to_the_first_lesson():
 
 
 # --------------------------------------------------------------------------------- LLM page
-def fake_run(root, name, status="finished", steps=20):
+def fake_run(root, name, status="finished", steps=20, optimizer="adamezo", lr=1e-3, seed=0, loss_scale=1.0,
+             memory=None, records=True):
     d = root / name
     d.mkdir(parents=True)
     (d / "started").touch()
-    (d / "config.json").write_text(json.dumps({"optimizer": "adamezo", "steps": steps, "hyper": {}, "seed": 0}))
-    (d / "status.json").write_text(json.dumps({"status": status}))
+    (d / "config.json").write_text(json.dumps({"optimizer": optimizer, "steps": steps, "hyper": {"lr": lr},
+                                               "seed": seed, "data": "assets/graded"}))
+    (d / "status.json").write_text(json.dumps({"status": status} | ({"step": steps // 2, "signal": "SIGTERM"}
+                                                                    if status == "stopped" else {})))
+    if not records:
+        return d
     lines = []
     for s in range(1, steps + 1):
         rec = {"step": s, "forward_passes": 2 * s, "train_loss": 1.0 / s, "wall_time_s": 0.5 * s,
                "peak_memory_bytes": 123_456_789, "optimizer_state_bytes": 160}
         if s % 10 == 0:
-            rec |= {"eval_loss": 0.5, "eval_accuracy": 0.5 + s / 100}
+            rec |= {"eval_loss": loss_scale * 0.5, "eval_accuracy": 0.5 + s / 100 / loss_scale}
+        if memory is not None and s >= 2:
+            rec["memory"] = memory
         lines.append(json.dumps(rec))
     (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     return d
 
 
-def test_llm_page_finds_runs_and_shows_counters_and_charts(tmp_path, monkeypatch):
+MEASURED_ADAMEZO = {"weights": 3751936, "gradients": 0, "optimizer_state": 160, "activations_saved": 0,
+                    "forward_working": 6754836, "backward_working": 0, "optimizer_temporaries": 1536008,
+                    "peak_total": 12042788, "optimizer_buffers": 1536000, "optimizer_workers": 1,
+                    "measured_step": 2, "batch_size": 16, "batch_tokens": 41}
+MEASURED_ADAM = {"weights": 3751936, "gradients": 3751936, "optimizer_state": 7504144, "activations_saved": 17323844,
+                 "forward_working": 3390864, "backward_working": 3534848, "optimizer_temporaries": 1024000,
+                 "peak_total": 31701272, "optimizer_buffers": 0, "optimizer_workers": 1, "measured_step": 2,
+                 "batch_size": 16, "batch_tokens": 41}
+
+
+def captions(at) -> list[str]:
+    return [text(c) for c in at.caption]
+
+
+def test_llm_page_finds_runs_and_shows_counters_charts_and_who_is_ahead(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(tmp_path))
-    fake_run(tmp_path, "old-run")
+    fake_run(tmp_path, "adamezo-lr0.001-s0")
+    fake_run(tmp_path, "mezo-lr0.0003-s0", optimizer="mezo", lr=3e-4, loss_scale=1.2)
     at = open_page(LLM, {"view": "llm"})
     no_crash(at)
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["forward passes"] == "40" and metrics["steps / s"] == "2.00"
-    assert metrics["optimizer state"] == "160 B" and metrics["peak memory"] == "123 MB"
-    assert metrics["dev accuracy"] == "0.700"
-    loss, acc = charts(at)
-    assert list(loss["data"][0]["x"]) == list(range(2, 42, 2))
-    assert list(acc["data"][0]["y"]) == [0.6, 0.7]
-    assert at.query_params["opts"] == "mezo,adamezo" and at.query_params["adamezo.lr"] == f"{DEMO_LR:g}"
+    rows = [c for c in captions(at) if "forward passes ·" in c]
+    assert rows[0] == ("40 forward passes · 2.0 steps/s · dev accuracy 0.667 · tensors' peak 0 B · optimizer state "
+                       "160 B · process peak (RSS) 123 MB")
+    loss, acc = charts(at)[:2]
+    assert [t["name"] for t in acc["data"]] == ["MeZO · lr 3e-4 · seed 0", "AdaMeZO · lr 1e-3 · seed 0"]
+    assert list(decode(loss["data"][1]["x"])) == list(range(2, 42, 2))  # raw points, then the EMA line
+    assert loss["data"][0]["opacity"] == 0.22 and loss["data"][0]["showlegend"] is False
+    assert list(decode(acc["data"][1]["y"])) == [0.6, 0.7]
+    assert acc["layout"]["legend"]["y"] < 0 and acc["layout"]["uirevision"] == "acc:forward_passes"
+    info = [text(i) for i in at.info]
+    assert info == ["**AdaMeZO · lr 1e-3 · seed 0** leads **MeZO · lr 3e-4 · seed 0** at 40 forward passes: dev loss "
+                    "0.500 vs 0.600, dev accuracy 70.0 % vs 66.7 % (+3.3 points). It reached MeZO's dev loss in "
+                    "0.50 × the passes."]
+    # the page's defaults: the graded task, the race's budget and lrs
+    assert at.query_params["opts"] == "mezo,adamezo" and at.query_params["task"] == "graded"
+    assert at.query_params["steps"] == "1000" and at.query_params["mezo.lr"] == "0.0003"
+    assert at.query_params["adamezo.lr"] == f"{DEMO_LR:g}"
+
+
+def test_llm_page_axes_smoothing_and_zoom_revision(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(tmp_path))
+    fake_run(tmp_path, "r1")
+    for x, first in (("step", 1), ("wall_time_s", 0.5)):
+        at = open_page(LLM, {"view": "llm", "x": x, "smooth": "0"})
+        no_crash(at)
+        loss, acc = charts(at)[:2]
+        assert len(loss["data"]) == 1 and decode(loss["data"][0]["x"])[0] == first  # no smoothing: one trace
+        assert list(decode(loss["data"][0]["y"]))[:2] == [1.0, 0.5]
+        assert acc["layout"]["uirevision"] == f"acc:{x}"
+        assert loss["layout"]["title"]["text"] == f"Training loss against {'steps' if x == 'step' else 'training time (s)'}"
+    at = open_page(LLM, {"view": "llm", "smooth": "0.5"})
+    raw, smooth = charts(at)[0]["data"]
+    assert list(decode(smooth["y"]))[:2] == pytest.approx([1.0, (0.5 * 0.5 * 1.0 + 0.5 * 0.5) / 0.75])  # bias-corrected
+    at.run()  # a refresh keeps the revision: Plotly keeps the zoom
+    assert charts(at)[0]["layout"]["uirevision"] == "loss:forward_passes"
+
+
+def test_llm_page_starting_stopped_failed_and_resume(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(tmp_path))
+    fake_run(tmp_path, "stopped", status="stopped", optimizer="mezo", lr=3e-4)
+    fake_run(tmp_path, "young", status="running", records=False)  # no pid yet, started just now
+    d = fake_run(tmp_path, "failed", status="failed", optimizer="hizoo", lr=3e-4)
+    (d / "status.json").write_text(json.dumps({"status": "failed", "error": "ValueError: step 7: the training "
+                                                                            "loss is not finite"}))
+    (tmp_path / "stopped" / "checkpoint.pt").write_bytes(b"x")
+    at = open_page(LLM, {"view": "llm"})
+    no_crash(at)
+    assert sorted(at.multiselect(key="llm:show").value) == ["failed", "stopped", "young"]
+    body = " ".join(text(m) for m in at.markdown)
+    assert "starting… (loading the model, the first step)" in body
+    assert "Stopped: asked to stop (the page's Stop button or a kill) at step 10 of 20; a checkpoint is saved, so it " \
+           "can be resumed." in captions(at)
+    assert [text(e) for e in at.error] == ["HiZOO · lr 3e-4 · seed 0 failed: ValueError: step 7: the training loss "
+                                           "is not finite"]
+    assert at.button(key="llm:resume:stopped") is not None
+    with pytest.raises(KeyError):
+        at.button(key="llm:resume:failed")  # no checkpoint: nothing to resume from
+
+
+def test_llm_page_memory_by_category_measured_and_extrapolated(tmp_path, monkeypatch):
+    from llm_demo import memory as M
+
+    monkeypatch.setenv("ADAMEZO_RUNS_DIR", str(tmp_path))
+    fake_run(tmp_path, "a", memory=MEASURED_ADAMEZO)
+    fake_run(tmp_path, "m", optimizer="adam", lr=1e-4, memory=MEASURED_ADAM)
+    at = open_page(LLM, {"view": "llm"})
+    no_crash(at)
+    mem = charts(at)[-1]
+    names = [t["name"] for t in mem["data"]]
+    assert names == ["weights", "gradients", "optimizer state", "activations saved for backward",
+                     "forward working memory", "backward working memory", "optimizer temporaries",
+                     "peak of all tensors at once"]
+    assert list(mem["data"][0]["y"]) == ["Adam (first order) · lr 1e-4 · seed 0", "AdaMeZO · lr 1e-3 · seed 0"]
+    assert list(decode(mem["data"][2]["x"])) == pytest.approx([7504144 / 1e6, 160 / 1e6])
+    at = open_page(LLM, {"view": "llm", "mem": "OPT-13B"})
+    no_crash(at)
+    mem = charts(at)[-1]
+    peaks = list(decode(mem["data"][-1]["x"]))
+    weights = 12_853_473_280 * 4 / 1e9  # GB: AdaMeZO needs little beyond the weights, Adam about 4 times them
+    assert weights < peaks[1] < 1.05 * weights and 4 * weights < peaks[0] < 4.2 * weights
+    assert any(c.startswith("The same steps extrapolated to OPT-13B") for c in captions(at))
+    assert any("meta device" in text(m) for m in at.markdown)  # the formula, in the "How" expander
 
 
 def test_llm_page_bad_input_is_an_error_not_a_traceback(tmp_path, monkeypatch):

@@ -182,3 +182,32 @@ def test_a_killed_run_is_reported_as_failed(tiny_model, tiny_task, root):
     os.kill(r.pid, signal.SIGKILL)
     info = wait_for(lambda: (i := runs.run_info(r.path)).status != "running" and i)
     assert info.status == "failed" and info.error
+
+
+def test_a_stopped_run_keeps_its_reason_and_resumes_from_the_page(tiny_model, tiny_task, root):
+    kw = {"model": str(tiny_model), "data": str(tiny_task), "runs_dir": root, "batch_size": 4, "device": "cpu"}
+    r = runs.start_run("mezo", steps=10**6, hyper={"lr": 1e-3}, seed=3, **kw)
+    assert r.name == "mezo-lr1e-3-s3" and runs.run_label(r.config) == "MeZO · lr 1e-3 · seed 3"
+    assert [runs.fmt_lr(x) for x in (3e-4, 2.5e-4, 1e-5, 0.01, 0.3)] == ["3e-4", "2.5e-4", "1e-5", "0.01", "0.3"]
+    assert r.starting and r.reason is None and not r.resumable  # no record yet: the page says "starting…"
+    wait_for(lambda: len(runs.read_records(r.path)[0]) > 5)
+    assert not runs.run_info(r.path).starting
+    with pytest.raises(ValueError, match="run 'mezo-lr1e-3-s3' cannot be resumed: it is running"):
+        runs.resume_run(r.path, runs_dir=root)
+    runs.stop_run(r.path, r.token)
+    stopped = wait_for(lambda: (i := runs.run_info(r.path)).status == "stopped" and i)
+    at = stopped.stopped_at
+    assert at >= 5 and stopped.reason == (f"asked to stop (the page's Stop button or a kill) at step {at} of "
+                                          f"{10**6}; a checkpoint is saved, so it can be resumed")
+    assert stopped.resumable and [i.name for i in runs.list_runs(root)] == [r.name]  # still listed after a reload
+    again = runs.resume_run(r.path, runs_dir=root)
+    assert again.status == "running" and again.starting and again.token != r.token
+    wait_for(lambda: (runs.read_records(r.path)[0] or [{}])[-1].get("step", 0) > at + 3)
+    with pytest.raises(ValueError, match="can only be stopped by the session that started it"):
+        runs.stop_run(r.path, r.token)  # the old token no longer stops it
+    runs.stop_run(r.path, again.token)
+    final = wait_for(lambda: (i := runs.run_info(r.path)).status == "stopped" and i)
+    steps = [x["step"] for x in runs.read_records(r.path)[0]]
+    assert final.stopped_at > at + 3 and steps == list(range(final.stopped_at + 1))  # one record a step
+    second = runs.start_run("mezo", steps=3, hyper={"lr": 1e-3}, seed=3, **kw)
+    assert second.name == "mezo-lr1e-3-s3-2"

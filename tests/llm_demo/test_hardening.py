@@ -27,7 +27,7 @@ import torch
 
 from llm_demo import runs
 from llm_demo.finetune import RunConfig, run, truncate_metrics
-from llm_demo.tasks import BUNDLED_MODEL, BUNDLED_TASK
+from llm_demo.tasks import BUNDLED_GRADED, BUNDLED_MODEL, BUNDLED_TASK
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "llm_demo.finetune"]
@@ -562,7 +562,7 @@ def test_app_paths_are_the_bundled_assets_and_the_operators_roots(tmp_path):
     env = {"ADAMEZO_MODEL_ROOTS": f"{allowed}{os.pathsep}{os.pathsep}{tmp_path / 'missing-root'}"}
     roots = paths.app_roots("model", env)
     assert roots == [BUNDLED_MODEL.resolve(), allowed.resolve(), (tmp_path / "missing-root").resolve()]
-    assert paths.app_roots("data", {})[0] == BUNDLED_TASK.resolve() and len(paths.app_roots("data", {})) == 1
+    assert paths.app_roots("data", {}) == [BUNDLED_GRADED.resolve(), BUNDLED_TASK.resolve()]  # every bundled task
     assert paths.check_app_path("", "model", roots) is None
     assert paths.check_app_path(str(BUNDLED_MODEL), "model", roots) == BUNDLED_MODEL.resolve()
     assert paths.check_app_path(str(allowed / "m"), "model", roots) == (allowed / "m").resolve()

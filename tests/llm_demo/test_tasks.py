@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from llm_demo import corpus
-from llm_demo.tasks import (BUNDLED_MODEL, BUNDLED_TASK, Task, encode, evaluate, load_model, load_task,
-                            loss_fn, subset, verbalizer_ids, verbalizer_logits)
+from llm_demo.tasks import (BUNDLED_GRADED, BUNDLED_MODEL, BUNDLED_TASK, Task, encode, evaluate, load_model,
+                            load_task, loss_fn, subset, verbalizer_ids, verbalizer_logits)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +125,35 @@ def test_bundled_model_reloads_as_float32_with_zero_shot_accuracy_in_band(bundle
     assert 0.3 < loss < 2.0
 
 
+def test_graded_task_is_its_generator_balanced_held_out_and_far_from_solved_zero_shot(bundled):
+    """The graded task (negative / mixed / positive): what the generator makes, three balanced labels, dev and
+    test only with held-out words (a mixed review has one of each polarity), one-token verbalizers, and the
+    bundled model zero-shot far from the ceiling: it never says " fine" and reads most negatives as " good"."""
+    model, tok, _ = bundled
+    task = load_task(BUNDLED_GRADED)
+    info = json.loads((BUNDLED_GRADED / "task.json").read_text())
+    assert info["seed"] == 2024 and corpus.make_graded_task(seed=2024) == task.splits
+    assert {k: len(v) for k, v in task.splits.items()} == {"train": 1800, "dev": 300, "test": 600}
+    assert task.verbalizers == (" bad", " fine", " good") and task.template == "{text} It was"
+    assert [tok.decode([i]) for i in verbalizer_ids(task, tok)] == [" bad", " fine", " good"]
+    for examples in task.splits.values():
+        counts = [sum(ex["label"] == k for ex in examples) for k in range(3)]
+        assert counts == [len(examples) // 3] * 3
+    train_words = set(sum(corpus.lexicon("train"), ()))
+    held_neg, held_pos = map(set, corpus.lexicon("test"))
+    for ex in task.splits["test"]:
+        words = set(ex["text"].replace(".", " ").replace(",", " ").split())
+        assert not words & train_words
+        assert (bool(words & held_neg), bool(words & held_pos)) == {0: (True, False), 1: (True, True),
+                                                                      2: (False, True)}[ex["label"]]
+    batch = encode(task, tok, task.splits["test"])
+    with torch.no_grad():
+        predicted = verbalizer_logits(model, batch).argmax(-1)
+    per_label = [float((predicted[batch["labels"] == k] == k).float().mean()) for k in range(3)]
+    assert per_label == pytest.approx([0.33, 0.0, 1.0], abs=1e-6)
+    assert float((predicted == batch["labels"]).float().mean()) == pytest.approx(0.4433, abs=1e-4)
+
+
 def test_auto_classes_load_the_bundle_offline():
     from transformers import AutoModelForCausalLM, AutoTokenizer, OPTForCausalLM
 
@@ -179,6 +208,11 @@ def test_corpus_generator_is_deterministic():
     assert a != corpus.corpus_documents(200, seed=4)
     assert corpus.make_task(seed=5, n_train=20, n_dev=4, n_test=4) == corpus.make_task(seed=5, n_train=20, n_dev=4, n_test=4)
     assert corpus.make_task(seed=5, n_train=20, n_dev=4, n_test=4) != corpus.make_task(seed=6, n_train=20, n_dev=4, n_test=4)
+    small = {"n_train": 9, "n_dev": 3, "n_test": 3}
+    assert corpus.make_graded_task(seed=5, **small) == corpus.make_graded_task(seed=5, **small)
+    assert corpus.make_graded_task(seed=5, **small) != corpus.make_graded_task(seed=6, **small)
+    with pytest.raises(ValueError, match="unknown task 'topic'; allowed: sentiment, graded"):
+        corpus.write_task("unused", task="topic")
 
 
 def test_tiny_model_in_tmp_dir_loads_through_load_model(tmp_path, bundled):
