@@ -126,12 +126,12 @@ function applyClock(Plotly, gd, clock) {
   }
   if (!hasZ) delete upd.z;
   gd.__zoClock = clock;
-  gd.setAttribute('data-clock', String(Math.round(clock)));
+  gd.setAttribute('data-clock', String(Math.floor(clock)));  // floor, like indexOfClock
   if (idx.length) Plotly.restyle(gd, upd, idx);
 }
 
 function fmtClock(meta, clock) {
-  return (meta.label || 'step') + ' ' + Math.round(clock) + ' / ' + Math.round(meta.clock_end);
+  return (meta.label || 'step') + ' ' + Math.floor(clock) + ' / ' + Math.round(meta.clock_end);
 }
 
 // The player bar: play/pause, speed, a slider over the clock, and where it is.
@@ -160,7 +160,7 @@ function setupPlayer(Plotly, host, gd, meta, followers, channel) {
   const show = (clock, emit) => {
     applyClock(Plotly, gd, clock);
     for (const f of followers) applyClock(Plotly, f, clock);
-    scrub.value = String(Math.round(clock));
+    scrub.value = String(Math.floor(clock));
     label.textContent = fmtClock(meta, clock);
     if (emit && channel) window.dispatchEvent(new CustomEvent('zo-clock', {detail: {channel, clock}}));
   };
