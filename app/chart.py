@@ -192,6 +192,7 @@ function setupPlayer(Plotly, host, gd, meta, followers, channel) {
 
 export default function (component) {
   const { data, parentElement, setTriggerValue } = component;
+  if (data.preload) { loadPlotly(data.src).catch(() => {}); return undefined; }  // see preload()
   const fontPx = data.present ? data.font_px[1] : data.font_px[0];
   let row = parentElement.querySelector('div.zo-row');
   if (!row) {
@@ -349,6 +350,14 @@ def _plotly_src() -> str:
     served = components_v1.declare_component("plotlyjs", path=str(PLOTLY_DIR))
     base = (st.get_option("server.baseUrlPath") or "").strip("/")
     return "/" + "/".join(p for p in (base, "component", served.name, PLOTLY_JS) if p)
+
+
+def preload() -> None:
+    """Start loading plotly.js (4.6 MB) in the browser now, from an empty, invisible instance of the
+    component, so that a page which computes for seconds before its first chart has it parsed by then
+    (the browser loads it on another core while the server computes)."""
+    _component(key="zo-preload", data={"items": [], "preload": True, "src": _plotly_src()},
+               on_click_change=lambda: None)
 
 
 def presenting() -> bool:

@@ -15,7 +15,7 @@ if str(ROOT) not in sys.path:  # so that ``import app.figures`` works however th
 
 import streamlit as st  # noqa: E402
 
-from app import compute  # noqa: E402
+from app import chart  # noqa: E402  (plotly and streamlit only: torch is imported by the pages, after their title)
 
 # Presentation mode (for a projector): from the link on arrival, then the sidebar's toggle; kept in the URL.
 if "present" not in st.session_state:
@@ -36,8 +36,11 @@ with st.sidebar:
               help="For a projector: the sidebar folds away, chart text is larger, lines thicker, charts "
                    "stack below each other unless the screen is wide, and tables keep the columns that "
                    "matter. Kept in the link.")
+    chart.preload()  # plotly.js loads in the browser while the page computes its first picture
 page.run()
 # After the page, so that starting them (seconds of CPU each) does not slow the first page down.
+from app import compute  # noqa: E402
+
 try:
     compute.start_workers()  # in the background; a no-op once they run
 except ValueError as exc:

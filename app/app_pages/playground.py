@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-import landscapes
-from optimizers import OPTIMIZERS
+# The page's frame first: on a cold start the imports below (torch) take a second or two.
+st.title("Playground")
+st.caption("Zeroth-order optimizers (MeZO, AdaMeZO, ZO-Adam, HiZOO) and first-order Adam on a 2-D landscape: "
+           "the same optimizer classes that fine-tune the LLM, on a 2-element parameter.")
 
-from app import controls, state, views
-from app.text import plain
+import landscapes  # noqa: E402
+from optimizers import OPTIMIZERS  # noqa: E402
+
+from app import controls, state, views  # noqa: E402
+from app.text import plain  # noqa: E402
 
 PAGE = "playground"
 FIELDS = controls.playground_fields()
@@ -36,9 +41,6 @@ def url_fields(values: dict) -> list[state.Field]:
 errors = state.load(PAGE, FIELDS)
 _apply_click()
 
-st.title("Playground")
-st.caption("Zeroth-order optimizers (MeZO, AdaMeZO, ZO-Adam, HiZOO) and first-order Adam on a 2-D landscape: "
-           "the same optimizer classes that fine-tune the LLM, on a 2-element parameter.")
 for e in errors:
     st.warning(plain(e))
 

@@ -567,7 +567,11 @@ def test_charts_load_the_plotly_js_that_plotly_ships_and_only_the_contour_takes_
     at = open_page(None, {"view": "playground", "opts": "mezo", "steps": "20", "surface3d": "1"})
     no_crash(at)
     sent = {e.proto.id.rsplit("-", 1)[-1]: json.loads(e.proto.json) for e in at.get("bidi_component")}
-    assert sorted(sent) == ["playground:chart", "playground:surface"]
+    assert sorted(sent) == ["playground:chart", "playground:surface", "preload"]
+    # The sidebar's empty instance starts loading the same plotly.js before the page computes anything.
+    preload = sent.pop("preload")
+    assert preload["items"] == [] and preload["preload"] is True
+    assert preload["src"] == sent["playground:chart"]["src"]
     assert {k: d["clickable"] for k, d in sent.items()} == {"playground:chart": True, "playground:surface": False}
     assert all(d["src"].startswith("/component/") and d["src"].endswith("/plotly.min.js") for d in sent.values())
     contour, loss = sent["playground:chart"]["items"]  # side by side in one component (the contour takes clicks)
