@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -226,7 +227,10 @@ def _comm_device() -> torch.device:
 def follow(config: Any, run_dir: Path, resume: bool) -> tuple[dict[str, Any], int | None, int]:
     """What a rank other than 0 runs instead of ``finetune._run``: the same training (checkpoint loaded on
     ``resume``), no run folder, no records written. Returns (last record, stopping signal, step)."""
-    from .finetune import CHECKPOINT, Trainer, load_checkpoint
+    # The module ``config`` comes from: under ``-m llm_demo.finetune`` that is ``__main__``, whose RunConfig is
+    # not ``llm_demo.finetune.RunConfig`` (the file is imported twice), so take its own Trainer and loader.
+    finetune = sys.modules[type(config).__module__]
+    CHECKPOINT, Trainer, load_checkpoint = finetune.CHECKPOINT, finetune.Trainer, finetune.load_checkpoint
 
     stop = threading.Event()
     stopped_by: list[int] = []

@@ -162,3 +162,42 @@ def test_the_launch_command_and_the_slots_of_a_two_process_run(tiny_model, tiny_
     for fd in launched[-1][2].fds:
         os.close(fd)
     assert one.name == "single"
+
+
+@pytest.mark.slow
+def test_a_stopped_two_process_run_resumes_to_the_records_of_an_uninterrupted_one(tiny_model, tiny_task, tmp_path):
+    import signal
+    import time
+
+    steps = 120
+    common = ["--optimizer", "adamezo", "--steps", str(steps), "--model", str(tiny_model), "--data", str(tiny_task),
+              "--device", "cpu", "--batch-size", "16", "--eval-every", "40", "--checkpoint-every", "7", "--lr", "1e-2"]
+    one = tmp_path / "one"
+    run(RunConfig(optimizer="adamezo", steps=steps, hyper={"lr": 1e-2}, model=str(tiny_model), data=str(tiny_task),
+                  device="cpu", batch_size=16, eval_every=40, checkpoint_every=7), one, progress=False)
+    two = tmp_path / "two"
+    env = {k: v for k, v in os.environ.items() if k not in distributed.ENV}
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             "-m", "llm_demo.finetune", *common, "--out", str(two), "--quiet"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # stop rank 0 (the pid in the folder) once a few steps are done
+        metrics = two / METRICS
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 4 and (two / "pid").exists():
+            os.kill(int((two / "pid").read_text()), signal.SIGTERM)
+            break
+        time.sleep(0.02)
+    proc.communicate(timeout=120)
+    status = json.loads((two / "status.json").read_text())
+    assert status["status"] == "stopped" and 3 <= status["step"] < steps, status
+    done = torchrun(["--out", str(two), "--resume", "--quiet"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = records(one), records(two)
+    assert [r["step"] for r in b] == list(range(steps + 1))
+    for ra, rb in zip(a, b):
+        assert rb["forward_passes"] == ra["forward_passes"]
+        for key in COMPARED:
+            assert (key in ra) == (key in rb)
+            if key in ra:
+                assert rb[key] == pytest.approx(ra[key], rel=1e-6, abs=0), (rb["step"], key)
+    torch.testing.assert_close(final_weights(two), final_weights(one), rtol=1e-6, atol=1e-7)
