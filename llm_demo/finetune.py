@@ -56,6 +56,7 @@ import torch
 
 from optimizers import OPTIMIZERS, get_entry, make_optimizer, mix_key, state_bytes, weight_decay_groups
 
+from . import distributed
 from .memory import cuda_peak_allocated, measure_step
 from .tasks import BUNDLED_MODEL, BUNDLED_TASK, encode, evaluate, load_model, load_task, loss_fn, resolve_device, subset
 
@@ -98,6 +99,7 @@ class RunConfig:
     threads: int = 0  # 0: one thread for models under 20 M parameters on the CPU, else torch's default
     lr_scheduler_type: str = "constant"  # Hugging Face's names: constant, constant_with_warmup, linear, cosine
     warmup_steps: int = 0
+    processes: int = 1  # data parallel: the number of torchrun processes (llm_demo.distributed)
 
     def validate(self) -> RunConfig:
         for name in ("optimizer", "model", "data", "device", "dtype"):
@@ -106,7 +108,8 @@ class RunConfig:
         entry = get_entry(self.optimizer)
         for name, low, high in (("steps", 1, None), ("batch_size", 1, None), ("eval_every", 1, None),
                                 ("checkpoint_every", 1, None), ("max_length", 2, None), ("seed", 0, SEED_MAX),
-                                ("eval_examples", 0, None), ("threads", 0, 1024)):
+                                ("eval_examples", 0, None), ("threads", 0, 1024),
+                                ("processes", 1, 1024)):
             value = getattr(self, name)
             if (isinstance(value, bool) or not isinstance(value, int) or value < low
                     or (high is not None and value > high)):
@@ -191,7 +194,7 @@ def model_fingerprint(model_dir: str) -> str:
 
 #: Settings added after runs were saved, with the value those runs had: at that value they are left out
 #: of the hash, so the checkpoints of older runs still belong to their run.
-_LATER_SETTINGS = {"lr_scheduler_type": "constant", "warmup_steps": 0}
+_LATER_SETTINGS = {"lr_scheduler_type": "constant", "warmup_steps": 0, "processes": 1}
 
 
 def config_hash(config: RunConfig | dict[str, Any]) -> str:
@@ -290,6 +293,8 @@ class Trainer:
         self.config = config.validate()
         self.run_dir = run_dir
         self.device = check_device(config.device)
+        if distributed.current() is not None:  # under torchrun: this rank's device (cuda:LOCAL_RANK or the CPU)
+            self.device = distributed.current().device
         if config.dtype != "float32":
             warnings.warn(f"training in {config.dtype}: the perturb/restore round-off of zeroth-order methods "
                           "grows in half precision, and their loss differences may drown in it", stacklevel=2)
@@ -315,7 +320,9 @@ class Trainer:
             params = weight_decay_groups(self.model.named_parameters(), weight_decay)
         else:  # one group, in the model's order (the block layout older run logs replay on)
             params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(config.optimizer, params, seed=config.seed, **hyper)
+        self.optimizer = make_optimizer(config.optimizer, params, seed=config.seed, **hyper,
+                                        **distributed.optimizer_options(self.entry.zeroth_order))
+        self.train_model = distributed.wrap_model(self.model, self.entry.zeroth_order)  # DDP for Adam
         self.scheduler = lr_schedule(self.optimizer, config)
         self.step = 0
         self.wall_time = 0.0
@@ -391,20 +398,21 @@ class Trainer:
         ``should_stop()`` is asked before every step; once true, training ends after the current step.
         """
         cfg = self.config
-        if self.step == 0:
+        if self.step == 0 and distributed.is_main():
             with torch.no_grad():
                 first = float(loss_fn(self.model, self._batch(0)))
             yield self._record(first) | self._evaluate()
         while self.step < cfg.steps and not should_stop():
-            batch = self._batch(self.step)
+            batch = distributed.local_slice(self._batch(self.step))  # data parallel: this rank's slice
             start = time.perf_counter()
             if measures_memory(self.step + 1, cfg.eval_every):
-                loss, memory = measure_step(self.model, self.optimizer, lambda: loss_fn(self.model, batch),
+                loss, memory = measure_step(self.model, self.optimizer, lambda: loss_fn(self.train_model, batch),
                                             state_bytes)
                 self.memory = memory | {"measured_step": self.step + 1, "batch_size": int(batch["input_ids"].shape[0]),
                                         "batch_tokens": int(batch["input_ids"].shape[1])}
             else:
-                loss = self.optimizer.step(lambda: loss_fn(self.model, batch))
+                loss = self.optimizer.step(lambda: loss_fn(self.train_model, batch))
+            loss = distributed.mean_loss(loss, self.entry.zeroth_order)
             self.scheduler.step()
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
@@ -415,7 +423,7 @@ class Trainer:
             record = self._record(float(loss))
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                 record |= self._evaluate()
-            if self.step == cfg.steps and self.test_batch is not None:
+            if self.step == cfg.steps and self.test_batch is not None and distributed.is_main():
                 test_loss, test_acc = evaluate(self.model, self.test_batch)
                 record |= {"test_loss": test_loss, "test_accuracy": test_acc}
             if not math.isfinite(record["train_loss"]):
@@ -425,6 +433,8 @@ class Trainer:
                 save_atomic(self.checkpoint(), self.run_dir / CHECKPOINT)
 
     def _evaluate(self) -> dict[str, float]:
+        if not distributed.is_main():  # data parallel: rank 0 evaluates, exactly as one process does
+            return {}
         eval_loss, eval_acc = evaluate(self.model, self.eval_batch)
         return {"eval_loss": eval_loss, "eval_accuracy": eval_acc}
 
@@ -568,7 +578,8 @@ def _run(config: RunConfig, run_dir: Path, resume: bool, progress: bool,
          overwrite: bool) -> tuple[dict[str, Any], int | None, int]:
     """``run``, the number of the signal that stopped it early (SIGTERM, SIGINT) if one did, and the step."""
     config.validate()
-    check_device(config.device)
+    if distributed.setup(config.processes, config.batch_size, check_device(config.device)) and not distributed.is_main():
+        return distributed.follow(config, run_dir, resume)  # data parallel: ranks > 0 write nothing
     lock = _claim_run_dir(run_dir, resume, overwrite)
     stop = threading.Event()
     stopped_by: list[int] = []
@@ -634,7 +645,7 @@ def _run(config: RunConfig, run_dir: Path, resume: bool, progress: bool,
         last: dict[str, Any] = {}
         try:
             with open(metrics, "a") as out:
-                for record in trainer.records(stop.is_set):
+                for record in trainer.records(distributed.agreed_stop(stop)):
                     out.write(json.dumps(record) + "\n")
                     out.flush()
                     last = record
@@ -723,6 +734,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in an --out that holds one: its run files are deleted first")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    # data parallel (llm_demo.distributed)
+    p.add_argument("--processes", type=int, default=distributed.processes_from_env(),
+                   help="data-parallel processes: the run must be started by torchrun --nproc-per-node with "
+                        "this number (the default is torchrun's WORLD_SIZE, else 1)")
     return p, _hyper_flags(p)
 
 
@@ -746,9 +761,12 @@ file descriptor and names it here; the command line closes it as soon as the run
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = 1
     try:
-        return _main(argv)
+        code = _main(argv)
+        return code
     finally:
+        distributed.shutdown(clean=code in (0, 128 + signal.SIGTERM, 128 + signal.SIGINT))
         slot = os.environ.get(SLOT_FD_ENV, "")
         if slot.isdigit() and int(slot) > 2:  # free the slot now, not after the interpreter's (slow) teardown
             try:
@@ -794,7 +812,8 @@ def _main(argv: list[str] | None) -> int:
         return 128 + signum
     summary = {"step": step} | {k: last[k] for k in ("forward_passes", "train_loss", "eval_accuracy",
                                                      "test_accuracy") if k in last}
-    print(json.dumps(summary))
+    if distributed.is_main():
+        print(json.dumps(summary))
     return 0
 
 

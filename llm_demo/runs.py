@@ -15,7 +15,9 @@ Limits on concurrent runs (``start_run``, ``resume_run``): at most ``MAX_CONCURR
 ``MAX_CONCURRENT_PER_CUDA_DEVICE`` on each CUDA device. A run holds a slot, an ``flock``-ed file in
 ``RUNS_DIR/.slots``, taken atomically before its process starts and inherited by it, so the kernel frees
 the slot when the process ends, even by ``kill -9``. Runs started by hand from the command line hold no
-slot. Stopping a run needs the token ``start_run`` returned (the app keeps it in the session that
+slot. A data-parallel run of N processes (``processes=N``, started with ``torchrun``) holds N slots: N of
+the CPU's (so on this 2-core machine a 2-process run takes both), or one on each of cuda:0 … cuda:N−1;
+``torchrun``'s agent process holds them for the run's lifetime. Stopping a run needs the token ``start_run`` returned (the app keeps it in the session that
 started the run), and only ever signals the process that runs in that run folder.
 """
 
@@ -304,6 +306,51 @@ def device_slot(device: str) -> tuple[str, int]:
     return f"cuda{int(index)}", MAX_CONCURRENT_PER_CUDA_DEVICE
 
 
+def run_slots(device: str, processes: int) -> list[tuple[str, int]]:
+    """The (family, limit) of every slot a run of ``processes`` processes on ``device`` takes: the same family
+    N times on the CPU, one per CUDA device used (cuda:0 … cuda:N−1) for a data-parallel CUDA run."""
+    family, limit = device_slot(device)
+    if processes == 1:
+        return [(family, limit)]
+    if family == "cpu":
+        return [(family, limit)] * processes
+    return [(f"cuda{i}", limit) for i in range(processes)]
+
+
+def check_processes(processes: Any, device: str, batch_size: int) -> int:
+    """``processes`` if a run on ``device`` with global batch ``batch_size`` can use that many; ``ValueError``
+    saying what is allowed otherwise (CPU: 1 to ``MAX_CONCURRENT_CPU``, one core each; CUDA: 1 to the number
+    of CUDA devices, one each; the batch must split evenly)."""
+    if _device_kind(device) == "cpu":
+        most, what = MAX_CONCURRENT_CPU, f"on the CPU (the limit of concurrent CPU processes is {MAX_CONCURRENT_CPU})"
+    else:
+        import torch
+
+        most, what = max(1, torch.cuda.device_count()), "on CUDA (one process per CUDA device)"
+        if processes != 1 and device not in ("cuda", "auto"):
+            raise ValueError(f"processes={processes} with device={device!r}: a data-parallel run uses cuda:0 to "
+                             f"cuda:{processes - 1}, one per process; choose device 'cuda' or 'auto'")
+    if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= most:
+        raise ValueError(f"invalid processes={processes!r:.40}; allowed: an integer from 1 to {most} {what}")
+    if batch_size % processes:
+        raise ValueError(f"batch size {batch_size} cannot be split evenly over {processes} processes; allowed: a "
+                         f"multiple of {processes}")
+    return processes
+
+
+def acquire_slots(runs_dir: str | Path, slots: list[tuple[str, int]]) -> list[int] | None:
+    """Take every slot in ``slots`` (family, limit), or none of them: their descriptors, or None."""
+    held: list[int] = []
+    for family, limit in slots:
+        fd = acquire_slot(runs_dir, family, limit)
+        if fd is None:
+            for h in held:
+                os.close(h)
+            return None
+        held.append(fd)
+    return held
+
+
 def _slot_path(runs_dir: str | Path, family: str, i: int) -> Path:
     return Path(runs_dir) / SLOTS / f"{family}.{i}"
 
@@ -358,15 +405,17 @@ def start_run(optimizer: str, *, steps: int, hyper: dict[str, Any] | None = None
               model: str | None = None, data: str | None = None, device: str = "auto", seed: int = 0,
               batch_size: int = 16, eval_every: int = 50, runs_dir: str | Path = RUNS_DIR,
               max_concurrent_cpu: int = MAX_CONCURRENT_CPU,
-              max_concurrent_cuda: int = MAX_CONCURRENT_PER_CUDA_DEVICE) -> RunInfo:
+              max_concurrent_cuda: int = MAX_CONCURRENT_PER_CUDA_DEVICE, processes: int = 1) -> RunInfo:
     """Start ``python -m llm_demo.finetune`` for one run as a detached subprocess and return at once.
 
     The returned ``RunInfo.token`` is the run's stop token (``stop_run`` needs it; only its sha256 is
     stored). Raises ``ValueError`` for a bad setting, a name already in use, or when the device's
     limit of concurrent runs (``max_concurrent_cpu``, ``max_concurrent_cuda`` per CUDA device) is reached.
+    ``processes`` > 1 runs one data-parallel training in that many processes (``torchrun``; see
+    :func:`check_processes`), which take that many slots.
     """
     config = RunConfig(optimizer=optimizer, steps=steps, hyper=dict(hyper or {}), device=device, seed=seed,
-                       batch_size=batch_size, eval_every=eval_every)
+                       batch_size=batch_size, eval_every=eval_every, processes=processes)
     if model:
         config.model = str(model)
     if data:
@@ -378,6 +427,7 @@ def start_run(optimizer: str, *, steps: int, hyper: dict[str, Any] | None = None
         raise ValueError(f"{config.data}: no such task file or folder")
     if name is not None and not _NAME.match(name):
         raise ValueError(f"invalid run name {name!r:.80}; allowed: letters, digits, '.', '_' and '-' (at most 64)")
+    check_processes(processes, device, batch_size)
     family, limit = device_slot(device)
     if family != "cpu":
         import torch
@@ -391,32 +441,55 @@ def start_run(optimizer: str, *, steps: int, hyper: dict[str, Any] | None = None
     else:
         limit = max_concurrent_cpu
     root = Path(runs_dir)
-    slot = acquire_slot(root, family, limit)
-    if slot is None:
-        raise ValueError(f"{limit} runs are already running {_where(family)} (the limit is {limit}); "
-                         "wait for one to finish or stop one first")
+    slots = acquire_slots(root, [(f, limit) for f, _ in run_slots(device, processes)])
+    if slots is None:
+        raise ValueError(_busy(family, limit, processes))
     try:
         run_dir = _new_run_dir(root, name or _folder_name(optimizer, config.hyper, seed), unique=name is None)
         (run_dir / "started").touch()
         (run_dir / CONFIG).write_text(json.dumps(asdict(config), indent=2))
-        token = _launch(run_dir, slot, "w")
+        token = _launch(run_dir, slots, "w", processes)
     finally:
-        os.close(slot)
+        for slot in slots:
+            os.close(slot)
     info = run_info(run_dir)
     info.token = token
     return info
 
 
-def _launch(run_dir: Path, slot: int, log_mode: str) -> str:
-    """Start ``python -m llm_demo.finetune --out run_dir --resume`` holding ``slot``; returns the new stop token."""
+def _busy(family: str, limit: int, processes: int) -> str:
+    if processes == 1:
+        return (f"{limit} runs are already running {_where(family)} (the limit is {limit}); "
+                "wait for one to finish or stop one first")
+    where = "on the CPU" if family == "cpu" else f"on CUDA devices 0 to {processes - 1}"
+    return (f"a run of {processes} processes needs {processes} free run slots {where}, and fewer are free (the "
+            f"limit is {limit} processes{' per device' if family != 'cpu' else ''}); wait for a run to finish or "
+            "stop one first")
+
+
+def launch_command(run_dir: Path, processes: int = 1) -> list[str]:
+    """The command a run is started with: ``python -m llm_demo.finetune --out run_dir --resume --quiet``, under
+    ``python -m torch.distributed.run --standalone --nproc-per-node N`` for N > 1 processes."""
+    finetune = ["-m", "llm_demo.finetune", "--out", str(run_dir), "--resume", "--quiet"]
+    if processes == 1:
+        return [sys.executable, *finetune]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(processes),
+            *finetune]
+
+
+def _launch(run_dir: Path, slots: list[int], log_mode: str, processes: int = 1) -> str:
+    """Start the run in ``run_dir`` (:func:`launch_command`) holding ``slots``; returns the new stop token."""
     token = secrets.token_urlsafe(24)
     (run_dir / OWNER).write_text(_token_digest(token))
-    cmd = [sys.executable, "-m", "llm_demo.finetune", "--out", str(run_dir), "--resume", "--quiet"]
+    cmd = launch_command(run_dir, processes)
+    # The slots' descriptors go to the child, which holds them for as long as it lives (under torchrun: its
+    # agent, the parent of the workers; the workers do not inherit them, so the slot variable is not set).
+    env = {k: v for k, v in os.environ.items() if k != SLOT_FD_ENV}
+    if processes == 1:
+        env[SLOT_FD_ENV] = str(slots[0])
     with open(run_dir / "log.txt", log_mode) as log:
-        # The slot's descriptor goes to the child, which holds the slot for as long as it lives.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=os.getcwd(), pass_fds=(slot,),
-                                env=os.environ | {SLOT_FD_ENV: str(slot)})
+                                start_new_session=True, cwd=os.getcwd(), pass_fds=tuple(slots), env=env)
     (run_dir / PID).write_text(str(proc.pid))
     return token
 
@@ -436,21 +509,24 @@ def resume_run(run_dir: str | Path, runs_dir: str | Path = RUNS_DIR, max_concurr
             info.status, "it has no checkpoint to continue from")
         raise ValueError(f"run {path.name!r} cannot be resumed: {why}")
     device = info.config.get("device", "auto")
-    family, limit = device_slot(device if isinstance(device, str) else "auto")
+    device = device if isinstance(device, str) else "auto"
+    processes = info.config.get("processes", 1)
+    check_processes(processes, device, int(info.config.get("batch_size", 16)))
+    family, limit = device_slot(device)
     limit = max_concurrent_cpu if family == "cpu" else max_concurrent_cuda
-    slot = acquire_slot(Path(runs_dir), family, limit)
-    if slot is None:
-        raise ValueError(f"{limit} runs are already running {_where(family)} (the limit is {limit}); "
-                         "wait for one to finish or stop one first")
+    slots = acquire_slots(Path(runs_dir), [(f, limit) for f, _ in run_slots(device, processes)])
+    if slots is None:
+        raise ValueError(_busy(family, limit, processes))
     try:
         # Until the process writes its own status: running, young and without a pid (see run_info).
         (path / PID).unlink(missing_ok=True)
         (path / "started").touch()
         (path / RESUMED).touch()
         write_status(path, "running")
-        token = _launch(path, slot, "a")
+        token = _launch(path, slots, "a", processes)
     finally:
-        os.close(slot)
+        for slot in slots:
+            os.close(slot)
     info = run_info(path)
     info.token = token
     return info

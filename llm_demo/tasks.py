@@ -317,6 +317,8 @@ _KEEP_CACHE: dict[type, bool] = {}
 
 
 def _supports_logits_to_keep(model: torch.nn.Module) -> bool:
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):  # it passes the keyword on to its module
+        model = model.module
     cls = type(model)
     if cls not in _KEEP_CACHE:
         _KEEP_CACHE[cls] = "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -338,12 +340,18 @@ def verbalizer_logits(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 
 
 def loss_fn(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """Mean cross-entropy of the labels over the verbalizer logits: a scalar tensor.
+    """Mean cross-entropy of the labels over the verbalizer logits: a scalar float64 tensor.
 
     Differentiable when grad is enabled; a ZO optimizer's closure is ``lambda: loss_fn(model, batch)``.
+    One scored position per example, so the mean is over examples. It is taken in float64 (the sum of
+    the per-example float32 losses, divided by their number): then the mean of equal slices' means, which
+    data-parallel ranks average (``llm_demo.distributed``), is the whole batch's mean to float64 round-off,
+    and a ZO step's c = (L+ − L−)/(2ε), which magnifies the loss's rounding by 1/(2ε), does not depend on
+    how the batch was split.
     """
     logits = verbalizer_logits(model, batch)
-    return F.cross_entropy(logits, batch["labels"].to(logits.device))
+    losses = F.cross_entropy(logits, batch["labels"].to(logits.device), reduction="none")
+    return losses.double().sum() / losses.numel()
 
 
 @torch.no_grad()

@@ -133,6 +133,7 @@ class AdaMeZO(ZerothOrderOptimizer):
         workers: int | None = None,
         num_directions: int = 1,
         warmup_lr_scale: float = 1.0,
+        process_group: torch.distributed.ProcessGroup | None = None,
     ) -> None:
         specs = self.hyperparameters
         name = type(self).__name__
@@ -142,7 +143,7 @@ class AdaMeZO(ZerothOrderOptimizer):
         self.warmup = specs["warmup"].validate(warmup, name)
         self.warmup_lr_scale = specs["warmup_lr_scale"].validate(warmup_lr_scale, name)
         super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers,
-                         num_directions)
+                         num_directions, process_group=process_group)
 
     def _config(self) -> dict:
         return super()._config() | {"betas": self.betas, "horizon": self.horizon, "delta": self.delta,

@@ -82,14 +82,32 @@ def check_dtype(p: torch.Tensor, owner: str) -> None:
                          "allowed: float64, float32, float16, bfloat16")
 
 
+def check_process_group(group: Any, owner: str) -> Any:
+    """``group`` if it is ``None`` or a process group of an initialized ``torch.distributed``;
+    ``ValueError`` otherwise."""
+    if group is None:
+        return None
+    import torch.distributed as dist
+
+    if not dist.is_available() or not dist.is_initialized():
+        raise ValueError(f"{owner}: process_group was given, but torch.distributed is not initialized; call "
+                         "torch.distributed.init_process_group first (or give process_group=None for one process)")
+    if not isinstance(group, dist.ProcessGroup):
+        raise ValueError(f"{owner}: invalid process_group={checks.short(group)}; allowed: None or a "
+                         "torch.distributed process group (e.g. torch.distributed.group.WORLD)")
+    return group
+
+
 class NonFiniteLossError(ValueError):
     """The closure returned NaN or ±inf. The message says what became of the parameters."""
 
 
-def check_loss(loss: Any, where: str, after: str = "") -> torch.Tensor:
+def check_loss(loss: Any, where: str, after: str = "", finite: bool = True) -> torch.Tensor:
     """Return ``loss`` as a detached 0-dim tensor, or raise ``ValueError`` saying what is wrong.
 
     ``after`` ends the message of a non-finite loss: what the caller guarantees about the parameters.
+    ``finite=False`` skips the finiteness check (data parallel: it is made on the averaged loss, so that
+    every rank fails the step alike).
     """
     if isinstance(loss, (int, float)) and not isinstance(loss, bool):
         loss = torch.tensor(float(loss), dtype=torch.float64)
@@ -100,6 +118,8 @@ def check_loss(loss: Any, where: str, after: str = "") -> torch.Tensor:
             f"{where}: the closure must return a scalar loss, got a tensor of shape {tuple(loss.shape)}"
         )
     loss = loss.detach().reshape(())
+    if not finite:
+        return loss
     value = float(loss)
     if not math.isfinite(value):
         raise NonFiniteLossError(
@@ -172,8 +192,10 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         workers: int | None = None,
         num_directions: int = 1,
         group_defaults: Mapping[str, Any] | None = None,
+        process_group: Any = None,
     ) -> None:
         name = type(self).__name__
+        self.process_group = check_process_group(process_group, name)
         specs = self.hyperparameters
         defaults = {"lr": specs["lr"].validate(lr, name),
                     "weight_decay": specs["weight_decay"].validate(weight_decay, name), **(group_defaults or {})}
@@ -197,6 +219,9 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         self._samplers: list[DirectionSampler] = []
         self._pool: ThreadPoolExecutor | None = None
         self._layout()
+        self._group_checked = False
+        if self.process_group is not None:
+            self._check_group()
 
     # ----------------------------------------------------------------------------- layout
     def add_param_group(self, param_group: dict) -> None:
@@ -383,8 +408,65 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
     # ----------------------------------------------------------------------------- SPSA
     def _evaluate(self, closure: Closure) -> torch.Tensor:
+        """One closure call, counted. With a process group the finiteness check waits for the average
+        (:meth:`_reduce`), so that every rank fails alike."""
         self.forward_passes += 1
-        return check_loss(closure(), f"{type(self).__name__} step {self.steps}", RESTORED)
+        return check_loss(closure(), f"{type(self).__name__} step {self.steps}", RESTORED,
+                          finite=self.process_group is None)
+
+    def _reduce(self, *losses: torch.Tensor, after: str = RESTORED) -> tuple[torch.Tensor, ...]:
+        """The losses averaged over the process group (one all-reduce of a float64 vector), each checked
+        finite; the losses themselves without a group."""
+        if self.process_group is None:
+            return losses
+        import torch.distributed as dist
+
+        local = torch.stack([loss.to(torch.float64) for loss in losses])
+        total = local.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=self.process_group)
+        mean = total / dist.get_world_size(self.process_group)
+        for i, value in enumerate(mean.tolist()):
+            if not math.isfinite(value):
+                size = dist.get_world_size(self.process_group)
+                rank = dist.get_rank(self.process_group)
+                raise NonFiniteLossError(
+                    f"{type(self).__name__} step {self.steps}: the loss averaged over the {size} processes of the "
+                    f"group is {value} (this process, rank {rank}, had {float(local[i])}); every process fails "
+                    f"this step alike. The losses must be finite. {after}")
+        return tuple(mean.unbind())
+
+    def _check_group(self) -> None:
+        """``ValueError`` unless every rank of the group has the same settings, counters and parameter
+        shapes (a collective call: one ``all_gather_object``)."""
+        import torch.distributed as dist
+
+        name = type(self).__name__
+        mine = {"settings": self._config(), "steps": self.steps, "forward_passes": self.forward_passes,
+                "lr": [g["lr"] for g in self.param_groups], "weight_decay": [g["weight_decay"] for g in self.param_groups],
+                "shapes": [tuple(p.shape) for p in self._params], "dtypes": [str(p.dtype) for p in self._params]}
+        size = dist.get_world_size(self.process_group)
+        gathered: list[Any] = [None] * size
+        dist.all_gather_object(gathered, mine, group=self.process_group)
+        self._group_checked = True
+        differ = [r for r in range(1, size) if gathered[r] != gathered[0]]
+        if not differ:
+            return
+
+        def what(r: int) -> str:
+            a, b = gathered[0], gathered[r]
+            out = []
+            for key in a:
+                if key == "settings":
+                    out += [f"{k}={b[key].get(k)!r} (rank 0: {v!r})" for k, v in a[key].items() if b[key].get(k) != v]
+                elif a[key] != b[key]:
+                    out.append(f"{key}={checks.short(b[key])} (rank 0: {checks.short(a[key])})")
+            return f"rank {r} has " + ", ".join(out)
+
+        raise ValueError(
+            f"{name}: the processes of the group must draw the same directions and apply the same updates, but "
+            f"rank{'s' if len(differ) > 1 else ''} {', '.join(map(str, differ))} differ{'' if len(differ) > 1 else 's'} "
+            f"from rank 0: {'; '.join(what(r) for r in differ)}; allowed: the same seed, seed budget, "
+            "hyperparameters, step counters and parameter shapes on every rank")
 
     def _perturbation(self, seed: int, b: int, w: int, compute: bool = False) -> torch.Tensor:
         """Block ``b`` of the perturbation along direction ``seed`` (θ moves by ε times it), in a buffer of
@@ -418,6 +500,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             before, after, done = eps, -eps, []
             self._perturb(seed, -2 * eps, done)
             loss_minus = self._evaluate(closure)
+            loss_plus, loss_minus = self._reduce(loss_plus, loss_minus)
         except BaseException as exc:
             self._move_back(seed, before, after, set(done))
             if not isinstance(exc, NonFiniteLossError):
@@ -453,6 +536,8 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         the directions when there are several)."""
         if closure is None:
             raise ValueError(f"{type(self).__name__}.step needs a closure that returns the loss")
+        if self.process_group is not None and not self._group_checked:
+            self._check_group()
         base = self._base_loss(closure)
         seeds = self.step_seeds(self.steps)
         entry: tuple = ()
@@ -644,6 +729,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
         self._samplers = []
         self._layout()
         self._samplers[0].generated_elements = new["generated_elements"]
+        self._group_checked = False  # the ranks' loaded states are compared at the next step
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
 

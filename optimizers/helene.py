@@ -85,6 +85,7 @@ class HELENE(ZerothOrderOptimizer):
         distribution: str = "gaussian",
         workers: int | None = None,
         num_directions: int = 1,
+        process_group: torch.distributed.ProcessGroup | None = None,
     ) -> None:
         specs, name = self.hyperparameters, type(self).__name__
         self.betas = validate_betas(betas, specs, name)
@@ -93,7 +94,7 @@ class HELENE(ZerothOrderOptimizer):
         self.delta = specs["delta"].validate(delta, name)
         clip = specs["hessian_clip"].validate(hessian_clip, name)
         super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers,
-                         num_directions, group_defaults={"hessian_clip": clip})
+                         num_directions, process_group=process_group, group_defaults={"hessian_clip": clip})
         for p in self._params:
             self.state[p]["exp_avg"] = torch.zeros_like(p, dtype=compute_dtype(p.dtype))
             self.state[p]["hessian"] = torch.zeros_like(p, dtype=compute_dtype(p.dtype))

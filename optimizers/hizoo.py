@@ -56,10 +56,11 @@ class HiZOO(ZerothOrderOptimizer):
         distribution: str = "gaussian",
         workers: int | None = None,
         num_directions: int = 1,
+        process_group: torch.distributed.ProcessGroup | None = None,
     ) -> None:
         self.hessian_smooth = self.hyperparameters["hessian_smooth"].validate(hessian_smooth, "HiZOO")
         super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers,
-                         num_directions)
+                         num_directions, process_group=process_group)
         for p in self._params:
             self.state[p]["hessian"] = torch.ones_like(p, dtype=compute_dtype(p.dtype))
 
@@ -78,7 +79,9 @@ class HiZOO(ZerothOrderOptimizer):
     def _base_loss(self, closure: Closure) -> torch.Tensor:
         """L0 = L(θ), the extra forward pass of the curvature estimate."""
         self.forward_passes += 1
-        return check_loss(closure(), f"HiZOO step {self.steps}", "The parameters were not changed.")
+        unchanged = "The parameters were not changed."
+        loss = check_loss(closure(), f"HiZOO step {self.steps}", unchanged, finite=self.process_group is None)
+        return self._reduce(loss, after=unchanged)[0]  # averaged over the process group, if there is one
 
     def _direction_extras(self, seed: int, loss_plus: torch.Tensor, loss_minus: torch.Tensor,
                           base: torch.Tensor | None) -> tuple:

@@ -33,9 +33,10 @@ class MeZO(ZerothOrderOptimizer):
         distribution: str = "gaussian",
         workers: int | None = None,
         num_directions: int = 1,
+        process_group: torch.distributed.ProcessGroup | None = None,
     ) -> None:
         super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers,
-                         num_directions)
+                         num_directions, process_group=process_group)
 
     def _apply(self, entry: tuple) -> None:
         pairs = self.directions_of(entry)

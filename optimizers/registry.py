@@ -163,11 +163,17 @@ def get_entry(name: str) -> OptimizerEntry:
 def make_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], **hyper: Any) -> torch.optim.Optimizer:
     """Build any registered optimizer from flat hyperparameters, validated against its specs.
 
-    ``betas=(b1, b2)`` is accepted as well as ``beta1``/``beta2``. First-order optimizers accept
+    ``betas=(b1, b2)`` is accepted as well as ``beta1``/``beta2``. ``process_group`` (zeroth-order
+    optimizers only; not a hyperparameter) averages the losses over a ``torch.distributed`` group. First-order optimizers accept
     ``seed`` and ``seed_budget`` and ignore them, so callers never branch on the optimizer's order.
     """
     entry = get_entry(name)
     hyper = dict(hyper)
+    group = hyper.pop("process_group", None)
+    if group is not None and not entry.zeroth_order:
+        raise ValueError(f"{entry.title}: process_group is for the zeroth-order optimizers (it averages their "
+                         "losses over the ranks); a first-order optimizer runs data parallel under "
+                         "torch.nn.parallel.DistributedDataParallel, which averages the gradients: give it none")
     if "betas" in hyper:
         betas = hyper.pop("betas")
         if "beta1" in hyper or "beta2" in hyper:
@@ -184,4 +190,6 @@ def make_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict], *
                            kwargs.pop("beta2", entry.specs["beta2"].default))
     if not entry.zeroth_order and "delta" in kwargs:
         kwargs["eps"] = kwargs.pop("delta")
+    if group is not None:
+        kwargs["process_group"] = group
     return entry.cls(params, **kwargs)

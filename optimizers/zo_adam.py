@@ -47,13 +47,14 @@ class ZOAdam(ZerothOrderOptimizer):
         distribution: str = "gaussian",
         workers: int | None = None,
         num_directions: int = 1,
+        process_group: torch.distributed.ProcessGroup | None = None,
     ) -> None:
         specs = self.hyperparameters
         name = type(self).__name__
         self.betas = validate_betas(betas, specs, name)
         self.delta = specs["delta"].validate(delta, name)
         super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers,
-                         num_directions)
+                         num_directions, process_group=process_group)
 
     def _config(self) -> dict:
         return super()._config() | {"betas": self.betas, "delta": self.delta}

@@ -81,6 +81,7 @@ class ZOAdaMU(ZerothOrderOptimizer):
         distribution: str = "gaussian",
         workers: int | None = None,
         num_directions: int = 1,
+        process_group: torch.distributed.ProcessGroup | None = None,
     ) -> None:
         specs, name = self.hyperparameters, type(self).__name__
         self.betas = validate_betas(betas, specs, name)
@@ -88,7 +89,7 @@ class ZOAdaMU(ZerothOrderOptimizer):
         self.anneal_steps = specs["anneal_steps"].validate(anneal_steps, name)
         self.delta = specs["delta"].validate(delta, name)
         super().__init__(params, lr, eps, weight_decay, seed, seed_budget, chunk_size, distribution, workers,
-                         num_directions)
+                         num_directions, process_group=process_group)
         for p in self._params:
             self.state[p]["momentum"] = torch.zeros_like(p, dtype=compute_dtype(p.dtype))
 

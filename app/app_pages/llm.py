@@ -71,6 +71,8 @@ def fields() -> list[state.Field]:
         state.int_field("batch", 16, 1, 512, help="Batch size"),
         state.int_field("eval_every", PAGE_EVAL_EVERY, 1, 100_000, help="Evaluate on the dev set every N steps"),
         state.choice_field("device", "auto", ["auto", "cpu", "cuda"]),
+        state.int_field("processes", 1, 1, 64, help="Data-parallel processes per run (torchrun): CPU 1 or 2, CUDA "
+                                                   "up to the number of GPUs; each takes a run slot"),
         state.text_field("model", "", 500, help="Model folder; empty: the bundled tiny OPT"),
         state.text_field("data", "", 500, help="Task folder or JSONL file; empty: the bundled task chosen above"),
         state.choice_field("x", "forward_passes", list(LF.X_AXES), help="The charts' x axis"),
@@ -129,7 +131,8 @@ def start_runs(values: dict, names: list[str] | None = None) -> list[str]:
         try:
             _keep(R.start_run(name, steps=int(values["steps"]), hyper=hyper, model=model, data=data,
                               device=values["device"], seed=int(values["seed"]), batch_size=int(values["batch"]),
-                              eval_every=int(values["eval_every"]), runs_dir=runs_dir()))
+                              eval_every=int(values["eval_every"]), runs_dir=runs_dir(),
+                              processes=int(values["processes"])))
         except ValueError as exc:
             problems.append(f"{OPTIMIZERS[name].title} did not start: {exc}")
     return problems
@@ -305,6 +308,7 @@ def start_row(values: dict) -> int:
     where = "on the CPU" if family == "cpu" else "on this CUDA device"
     busy = R.slots_in_use(runs_dir(), family, limit)
     free = limit - busy
+    n = max(1, int(values.get("processes", 1)))  # slots a run takes (one per process)
     top = st.columns([2, 2.4, 3.6], vertical_alignment="center")
     started = top[0].button("▶ Start runs", type="primary", disabled=not values["opts"] or free <= 0,
                             key="llm:start", width="stretch")
@@ -313,6 +317,9 @@ def start_row(values: dict) -> int:
                                    "reference line on the charts")
     if free <= 0:
         top[2].caption(f"{busy} runs are running {where} (the limit is {limit} at a time): stop one or wait.")
+    elif n > 1 and len(values["opts"]) * n > free:
+        top[2].caption(f"A run of {n} processes takes {n} of the {free} free run slots {where}: "
+                       f"{free // n} run(s) can start now.")
     elif len(values["opts"]) > free:
         top[2].caption(f"Only {free} more run(s) can start {where} now; the first {free} chosen will start.")
     else:
@@ -463,6 +470,9 @@ with st.sidebar:
                                            step=5)
     values["device"] = st.radio("device", ["auto", "cpu", "cuda"], key=state.ensure(PAGE, BY_KEY["device"]),
                                 horizontal=True)
+    values["processes"] = st.number_input("processes", 1, 64, key=state.ensure(PAGE, BY_KEY["processes"]), step=1,
+                                          help=BY_KEY["processes"].help + ". One training split over N processes "
+                                               "(torchrun); the batch size must be a multiple of N.")
     values["model"] = st.text_input("model folder", key=state.ensure(PAGE, BY_KEY["model"]),
                                     placeholder=f"bundled: {Path(BUNDLED_MODEL).name}")
     values["data"] = st.text_input("task path (folder or JSONL)", key=state.ensure(PAGE, BY_KEY["data"]),
