@@ -1,13 +1,17 @@
 """LoRA through peft (``--peft lora``): what trains, memory and state bytes, checkpoints and resume, errors."""
 
 import json
+import os
+import signal
+import time
 from dataclasses import asdict
 
 import pytest
 import torch
 
-from llm_demo import adapters
-from llm_demo.finetune import CHECKPOINT, CONFIG, METRICS, RunConfig, Trainer, load_checkpoint, main, run
+from llm_demo import adapters, runs
+from llm_demo.finetune import (CHECKPOINT, CONFIG, METRICS, RunConfig, Trainer, load_checkpoint, main,
+                               read_config, run)
 from llm_demo.tasks import BUNDLED_MODEL, load_model
 
 VOLATILE = ("wall_time_s", "peak_memory_bytes")
@@ -130,3 +134,29 @@ def test_cli_lora_flags_and_their_errors(tiny_model, tiny_task, tmp_path, capsys
     capsys.readouterr()
     assert main(["--out", str(tmp_path / "r"), "--resume", "--lora-r", "2"]) == 2
     assert "--lora-r cannot be given with it" in capsys.readouterr().err
+
+
+def test_start_run_with_lora_writes_the_settings_the_command_reads(tiny_model, tiny_task, tmp_path):
+    root = tmp_path / "runs"
+    kw = {"model": str(tiny_model), "data": str(tiny_task), "runs_dir": root, "batch_size": 4, "device": "cpu"}
+    with pytest.raises(ValueError, match=r"invalid lora_r=0; allowed: an integer from 1 to 1024"):
+        runs.start_run("mezo", steps=3, lora_r=0, **kw)
+    info = runs.start_run("mezo", steps=3, hyper={"lr": 1e-2}, lora_r=4, eval_every=3, **kw)
+    try:
+        assert info.name == "mezo-lr1e-2-lora4-s0"
+        assert runs.run_label(info.config) == "MeZO · lr 1e-2 · LoRA r 4 · seed 0"
+        config = read_config(info.path)  # what `python -m llm_demo.finetune --out DIR --resume` runs with
+        assert (config.peft, config.lora_r, config.lora_alpha, config.lora_target_modules) == \
+            ("lora", 4, 16, "q_proj,v_proj")
+        deadline = time.time() + 120
+        while runs.run_info(info.path).status == "running" and time.time() < deadline:
+            time.sleep(0.1)
+        done = runs.run_info(info.path)
+        assert done.status == "finished", done.error
+        last = json.loads((info.path / "metrics.jsonl").read_text().splitlines()[-1])
+        # r 4 on q_proj and v_proj of the test model's 2 layers (hidden 16): 2 * 2 * (4 * 16 + 16 * 4) floats
+        assert last["memory"]["weights_trainable"] == 4 * 512
+    finally:
+        current = runs.run_info(info.path)
+        if current.pid and current.status == "running":
+            os.kill(current.pid, signal.SIGKILL)
