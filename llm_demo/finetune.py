@@ -4,6 +4,7 @@
         [--model DIR] [--data FILE.jsonl|DIR] [--device auto|cpu|cuda] [--dtype float32|float16|bfloat16]
         [--seed N] [--batch-size 16] [--eval-every 50] [--checkpoint-every 50] [--resume | --overwrite]
         [--lr-scheduler-type constant|constant_with_warmup|linear|cosine] [--warmup-steps N]
+        [--peft none|lora [--lora-r 8] [--lora-alpha 16] [--lora-target-modules q_proj,v_proj]]
         [--<hyperparameter> VALUE ...]          # flags generated from the optimizer registry
 
 The bundled tiny OPT and sentiment task are the defaults. ``train()`` is a generator of records
@@ -19,7 +20,8 @@ measured step (step 2 and every evaluation step; ``measured_step`` says which).
 Checkpoints (every ``--checkpoint-every`` steps, written atomically) hold what is needed to resume,
 whichever is smaller: for a zeroth-order optimizer, the (seed, c) log of every step (16 bytes a step;
 the initial weights are the model folder, checked by hash), replayed bit for bit on ``--resume``;
-otherwise the trained weights and the optimizer state. A run killed at any point resumes from its
+otherwise the trained weights and the optimizer state (with ``--peft lora``: the adapter, ``llm_demo.adapters``,
+and the optimizer state). A run killed at any point resumes from its
 last checkpoint and produces the same records and weights as a run that was never interrupted.
 
 A run folder belongs to one run: a new run into a folder that holds files is refused unless
@@ -362,16 +364,19 @@ class Trainer:
             ckpt["mode"] = "weights"
             ckpt["model"] = (adapters.adapter_state(self.peft_model) if self.peft_model is not None else
                              {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
+            if self.peft_model is not None:  # the frozen base weights the adapter was trained on
+                ckpt["model_fingerprint"] = model_fingerprint(self.config.model)
             ckpt["optimizer"] = self.optimizer.state_dict()
             ckpt["log"] = list(self.log)
         return ckpt
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         """Bring a freshly built trainer to the checkpoint's step (checked by ``load_checkpoint``)."""
-        if ckpt["mode"] == "replay":
+        if ckpt["mode"] == "replay" or (self.peft_model is not None and "model_fingerprint" in ckpt):
             if ckpt["model_fingerprint"] != model_fingerprint(self.config.model):
-                raise ValueError(f"{self.config.model}: the model files changed since the run started, so its "
-                                 "log cannot be replayed; start a new run")
+                what = "its adapter was trained on other weights" if self.peft_model else "its log cannot be replayed"
+                raise ValueError(f"{self.config.model}: the model files changed since the run started, so "
+                                 f"{what}; start a new run")
         try:
             with warnings.catch_warnings():  # the scheduler steps without optimizer.step(): torch would warn
                 warnings.simplefilter("ignore", UserWarning)

@@ -216,7 +216,7 @@ def fmt_lr(lr: float) -> str:
 
 
 def run_label(config: dict[str, Any]) -> str:
-    """A run's name for people: "AdaMeZO · lr 1e-3 · seed 0", "MeZO · lr 1e-2 · LoRA r 8 · seed 0" (from its
+    """A run's name for people: "AdaMeZO · lr 1e-3 · seed 0", "MeZO · lr 0.01 · LoRA r 8 · seed 0" (from its
     settings, no timestamp)."""
     from optimizers import OPTIMIZERS
 
@@ -235,7 +235,7 @@ def run_label(config: dict[str, Any]) -> str:
 
 
 def _folder_name(optimizer: str, hyper: dict[str, Any], seed: int, lora_r: int | None = None) -> str:
-    """A new run's folder name from its settings: ``adamezo-lr1e-3-s0``, ``mezo-lr1e-2-lora8-s0`` (a suffix is
+    """A new run's folder name from its settings: ``adamezo-lr1e-3-s0``, ``mezo-lr0.01-lora8-s0`` (a suffix is
     added if taken)."""
     lr = _lr_of({"optimizer": optimizer, "hyper": hyper})
     lora = f"-lora{lora_r}" if lora_r is not None else ""

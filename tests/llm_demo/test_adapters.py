@@ -109,6 +109,20 @@ def test_a_resume_with_other_lora_settings_is_refused(tiny_model, tiny_task, tmp
             load_checkpoint(tmp_path / "r" / CHECKPOINT, other)
 
 
+def test_a_lora_checkpoint_is_refused_on_changed_base_weights(tiny_model, tiny_task, tmp_path):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model, model)
+    cfg = lora_config(model, tiny_task, steps=3)
+    run(cfg, tmp_path / "r", progress=False)
+    ckpt = load_checkpoint(tmp_path / "r" / CHECKPOINT, cfg)
+    (model / "config.json").write_text((model / "config.json").read_text() + " ")
+    with pytest.raises(ValueError, match="the model files changed since the run started, so its adapter was "
+                                         "trained on other weights; start a new run"):
+        Trainer(cfg).restore(ckpt)
+
+
 def test_older_full_runs_keep_their_config_hash():
     from llm_demo.finetune import config_hash
 
@@ -143,8 +157,8 @@ def test_start_run_with_lora_writes_the_settings_the_command_reads(tiny_model, t
         runs.start_run("mezo", steps=3, lora_r=0, **kw)
     info = runs.start_run("mezo", steps=3, hyper={"lr": 1e-2}, lora_r=4, eval_every=3, **kw)
     try:
-        assert info.name == "mezo-lr1e-2-lora4-s0"
-        assert runs.run_label(info.config) == "MeZO · lr 1e-2 · LoRA r 4 · seed 0"
+        assert info.name == "mezo-lr0.01-lora4-s0"
+        assert runs.run_label(info.config) == "MeZO · lr 0.01 · LoRA r 4 · seed 0"
         config = read_config(info.path)  # what `python -m llm_demo.finetune --out DIR --resume` runs with
         assert (config.peft, config.lora_r, config.lora_alpha, config.lora_target_modules) == \
             ("lora", 4, 16, "q_proj,v_proj")
