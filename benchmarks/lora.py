@@ -64,8 +64,8 @@ def table(runs_dir: Path, jobs: int) -> None:
               + f"  -> {best[o]:g}")
     print("\n| optimizer | fine-tuning | lr | trainable parameters | test accuracy (seeds 0, 1, 2; median) | "
           "best dev loss (median) | forward passes | training time, s (median) | optimizer state bytes | "
-          "gradient bytes (Adam would keep) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "trainable weights, bytes | peak of all tensors, bytes (seed 0) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     summary = []
     for o in FULL_LRS:
         for peft, lr in (("none", FULL_LRS[o]), ("lora", best[o]), *(("lora", x) for x in LORA_ALSO.get(o, ()))):
@@ -85,7 +85,7 @@ def table(runs_dir: Path, jobs: int) -> None:
                   f"{row['trainable_parameters']:,} | {', '.join(f'{a:.3f}' for a in accs)}; "
                   f"**{row['median_test_accuracy']:.3f}** | {row['median_best_dev_loss']:.3f} | "
                   f"{row['forward_passes']:,} | {row['median_wall_time_s']:.0f} | {row['optimizer_state_bytes']:,} | "
-                  f"{mem['weights_trainable']:,} |")
+                  f"{mem['weights_trainable']:,} | {mem['peak_total']:,} |")
     (runs_dir / "lora-summary.json").write_text(json.dumps({"best": best, "rows": summary}, indent=1))
 
 
