@@ -124,8 +124,3 @@ def load_adapter_state(peft_model: Any, state: dict[str, torch.Tensor]) -> None:
                          f"{tuple(mine[wrong[0]].shape)}")
     set_peft_model_state_dict(peft_model, state)
 
-
-def trainable_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """``(trainable, total)`` parameter counts of ``model``."""
-    params = list(model.parameters())
-    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
