@@ -4,6 +4,7 @@
         [--model DIR] [--data FILE.jsonl|DIR] [--device auto|cpu|cuda] [--dtype float32|float16|bfloat16]
         [--seed N] [--batch-size 16] [--eval-every 50] [--checkpoint-every 50] [--resume | --overwrite]
         [--lr-scheduler-type constant|constant_with_warmup|linear|cosine] [--warmup-steps N]
+        [--peft none|lora [--lora-r 8] [--lora-alpha 16] [--lora-target-modules q_proj,v_proj]]
         [--<hyperparameter> VALUE ...]          # flags generated from the optimizer registry
 
 The bundled tiny OPT and sentiment task are the defaults. ``train()`` is a generator of records
@@ -19,7 +20,8 @@ measured step (step 2 and every evaluation step; ``measured_step`` says which).
 Checkpoints (every ``--checkpoint-every`` steps, written atomically) hold what is needed to resume,
 whichever is smaller: for a zeroth-order optimizer, the (seed, c) log of every step (16 bytes a step;
 the initial weights are the model folder, checked by hash), replayed bit for bit on ``--resume``;
-otherwise the trained weights and the optimizer state. A run killed at any point resumes from its
+otherwise the trained weights and the optimizer state (with ``--peft lora``: the adapter, ``llm_demo.adapters``,
+and the optimizer state). A run killed at any point resumes from its
 last checkpoint and produces the same records and weights as a run that was never interrupted.
 
 A run folder belongs to one run: a new run into a folder that holds files is refused unless
@@ -56,7 +58,7 @@ import torch
 
 from optimizers import OPTIMIZERS, get_entry, make_optimizer, mix_key, state_bytes, weight_decay_groups
 
-from . import distributed
+from . import adapters, distributed
 from .memory import cuda_peak_allocated, measure_step
 from .tasks import BUNDLED_MODEL, BUNDLED_TASK, encode, evaluate, load_model, load_task, loss_fn, resolve_device, subset
 
@@ -100,6 +102,11 @@ class RunConfig:
     lr_scheduler_type: str = "constant"  # Hugging Face's names: constant, constant_with_warmup, linear, cosine
     warmup_steps: int = 0
     processes: int = 1  # data parallel: the number of torchrun processes (llm_demo.distributed)
+    # Parameter-efficient fine-tuning (llm_demo.adapters, through peft): "none" (all weights) or "lora"
+    peft: str = "none"
+    lora_r: int = adapters.LORA_DEFAULTS["lora_r"]
+    lora_alpha: int = adapters.LORA_DEFAULTS["lora_alpha"]
+    lora_target_modules: str = adapters.LORA_DEFAULTS["lora_target_modules"]
 
     def validate(self) -> RunConfig:
         for name in ("optimizer", "model", "data", "device", "dtype"):
@@ -138,7 +145,20 @@ class RunConfig:
                              f"allowed: {', '.join(sorted(entry.specs))}")
         for name, value in self.hyper.items():
             entry.specs[name].validate(value, entry.title)
+        self.lora()
         return self
+
+    def lora(self) -> adapters.LoRA | None:
+        """The run's LoRA settings (None: full fine-tuning); ``ValueError`` for a bad or stray one."""
+        if self.peft not in adapters.PEFT_METHODS:
+            raise ValueError(f"invalid peft={self.peft!r:.100}; allowed: {', '.join(map(repr, adapters.PEFT_METHODS))}")
+        if self.peft == "lora":
+            return adapters.LoRA.from_settings(self.lora_r, self.lora_alpha, self.lora_target_modules)
+        stray = [k for k, v in adapters.LORA_DEFAULTS.items() if getattr(self, k) != v]
+        if stray:
+            raise ValueError(f"{', '.join('--' + k.replace('_', '-') for k in stray)} set without --peft lora; "
+                             "give --peft lora to fine-tune LoRA adapters, or leave the LoRA settings out")
+        return None
 
     @classmethod
     def from_json(cls, data: Any, where: str) -> RunConfig:
@@ -194,7 +214,8 @@ def model_fingerprint(model_dir: str) -> str:
 
 #: Settings added after runs were saved, with the value those runs had: at that value they are left out
 #: of the hash, so the checkpoints of older runs still belong to their run.
-_LATER_SETTINGS = {"lr_scheduler_type": "constant", "warmup_steps": 0, "processes": 1}
+_LATER_SETTINGS = {"lr_scheduler_type": "constant", "warmup_steps": 0, "processes": 1, "peft": "none",
+                   **adapters.LORA_DEFAULTS}
 
 
 def config_hash(config: RunConfig | dict[str, Any]) -> str:
@@ -302,6 +323,8 @@ class Trainer:
         self.task = load_task(config.data)
         self.model, self.tokenizer = load_model(config.model, self.device, getattr(torch, config.dtype))
         n_params = sum(p.numel() for p in self.model.parameters())
+        lora = config.lora()  # LoRA: self.model gets peft's adapters in place, only they are trainable
+        self.peft_model = adapters.apply_lora(self.model, lora) if lora is not None else None
         if config.threads:
             torch.set_num_threads(config.threads)
         elif self.device.type == "cpu" and n_params < 20_000_000:
@@ -340,23 +363,27 @@ class Trainer:
         if self.memory is not None:  # a resumed run's records carry it on, as the uninterrupted run's do
             ckpt["memory"] = dict(self.memory)
         log_bytes = 8 * sum(len(e) for e in self.log)
-        if self.entry.zeroth_order and log_bytes <= self.weights_bytes():
+        if self.entry.zeroth_order and log_bytes <= self.weights_bytes() and self.peft_model is None:
             ckpt["mode"] = "replay"
             ckpt["log"] = list(self.log)
             ckpt["model_fingerprint"] = model_fingerprint(self.config.model)
-        else:
+        else:  # with LoRA: the adapter alone (the frozen base weights are the model folder)
             ckpt["mode"] = "weights"
-            ckpt["model"] = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            ckpt["model"] = (adapters.adapter_state(self.peft_model) if self.peft_model is not None else
+                             {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
+            if self.peft_model is not None:  # the frozen base weights the adapter was trained on
+                ckpt["model_fingerprint"] = model_fingerprint(self.config.model)
             ckpt["optimizer"] = self.optimizer.state_dict()
             ckpt["log"] = list(self.log)
         return ckpt
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         """Bring a freshly built trainer to the checkpoint's step (checked by ``load_checkpoint``)."""
-        if ckpt["mode"] == "replay":
+        if ckpt["mode"] == "replay" or (self.peft_model is not None and "model_fingerprint" in ckpt):
             if ckpt["model_fingerprint"] != model_fingerprint(self.config.model):
-                raise ValueError(f"{self.config.model}: the model files changed since the run started, so its "
-                                 "log cannot be replayed; start a new run")
+                what = "its adapter was trained on other weights" if self.peft_model else "its log cannot be replayed"
+                raise ValueError(f"{self.config.model}: the model files changed since the run started, so "
+                                 f"{what}; start a new run")
         try:
             with warnings.catch_warnings():  # the scheduler steps without optimizer.step(): torch would warn
                 warnings.simplefilter("ignore", UserWarning)
@@ -365,7 +392,10 @@ class Trainer:
                         self.optimizer.replay(tuple(entry))
                         self.scheduler.step()
                 else:
-                    self.model.load_state_dict(ckpt["model"])
+                    if self.peft_model is not None:
+                        adapters.load_adapter_state(self.peft_model, ckpt["model"])
+                    else:
+                        self.model.load_state_dict(ckpt["model"])
                     self.optimizer.load_state_dict(ckpt["optimizer"])
                     for _ in range(ckpt["step"]):  # each lr is the base lr times the schedule at that step
                         self.scheduler.step()
@@ -729,6 +759,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, str]]:
                    help="the learning-rate schedule over --steps (Hugging Face's names)")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
                    help="steps of linear warm-up from lr 0 (with constant_with_warmup, linear, cosine)")
+    p.add_argument("--peft", default=d.peft, choices=adapters.PEFT_METHODS,
+                   help="lora: fine-tune LoRA adapters only (through peft), with any optimizer")
+    p.add_argument("--lora-r", type=int, default=d.lora_r, help="LoRA rank (with --peft lora)")
+    p.add_argument("--lora-alpha", type=int, default=d.lora_alpha, help="LoRA alpha: the adapter is scaled by alpha/r")
+    p.add_argument("--lora-target-modules", default=d.lora_target_modules,
+                   help="the linear modules to adapt, comma-separated (an unknown name lists the model's)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, with its saved configuration")
     p.add_argument("--overwrite", action="store_true",

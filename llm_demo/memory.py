@@ -260,7 +260,8 @@ class StepMemory(TorchDispatchMode):
     def result(self) -> dict[str, int]:
         """Bytes per category (each its maximum during the step), ``peak_total``, ``optimizer_buffers``
         (the reusable block buffers, counted in optimizer_temporaries), ``optimizer_workers`` (the block
-        workers that have buffers) and, on CUDA, ``cuda_peak_allocated``."""
+        workers that have buffers), ``weights_trainable`` (the bytes of the parameters with
+        ``requires_grad``, part of ``weights``) and, on CUDA, ``cuda_peak_allocated``."""
         out = dict(self.max)
         out["optimizer_state"] = max(out["optimizer_state"] + self._extra_state,
                                      self._state_bytes(self.optimizer) if self._state_bytes else 0)
@@ -268,6 +269,8 @@ class StepMemory(TorchDispatchMode):
         buffers = {id(st): st for st in (_storage(t) for t in optimizer_buffers(self.optimizer)) if st is not None}
         out["optimizer_buffers"] = sum(_nbytes(st) for st in buffers.values())  # part of optimizer_temporaries
         out["optimizer_workers"] = len(getattr(self.optimizer, "_samplers", ())) or 1
+        # the trainable part of the weights (all of them in full fine-tuning; LoRA: the adapters)
+        out["weights_trainable"] = sum(p.numel() * p.element_size() for p in self._params if p.requires_grad)
         if self._cuda_peak is not None:
             out["cuda_peak_allocated"] = self._cuda_peak
         return out

@@ -218,7 +218,8 @@ def fmt_lr(lr: float) -> str:
 
 
 def run_label(config: dict[str, Any]) -> str:
-    """A run's name for people: "AdaMeZO · lr 1e-3 · seed 0" (from its settings, no timestamp)."""
+    """A run's name for people: "AdaMeZO · lr 1e-3 · seed 0", "MeZO · lr 0.01 · LoRA r 8 · seed 0" (from its
+    settings, no timestamp)."""
     from optimizers import OPTIMIZERS
 
     optimizer = config.get("optimizer")
@@ -227,16 +228,20 @@ def run_label(config: dict[str, Any]) -> str:
     lr = _lr_of(config)
     if lr is not None:
         parts.append(f"lr {fmt_lr(lr)}")
+    if config.get("peft") == "lora" and isinstance(config.get("lora_r"), int):
+        parts.append(f"LoRA r {config['lora_r']}")
     seed = config.get("seed")
     if isinstance(seed, int) and not isinstance(seed, bool):
         parts.append(f"seed {seed}")
     return " · ".join(parts)
 
 
-def _folder_name(optimizer: str, hyper: dict[str, Any], seed: int) -> str:
-    """A new run's folder name from its settings: ``adamezo-lr1e-3-s0`` (a suffix is added if taken)."""
+def _folder_name(optimizer: str, hyper: dict[str, Any], seed: int, lora_r: int | None = None) -> str:
+    """A new run's folder name from its settings: ``adamezo-lr1e-3-s0``, ``mezo-lr0.01-lora8-s0`` (a suffix is
+    added if taken)."""
     lr = _lr_of({"optimizer": optimizer, "hyper": hyper})
-    return f"{optimizer}{f'-lr{fmt_lr(lr)}' if lr is not None else ''}-s{seed}"[:60]
+    lora = f"-lora{lora_r}" if lora_r is not None else ""
+    return f"{optimizer}{f'-lr{fmt_lr(lr)}' if lr is not None else ''}{lora}-s{seed}"[:60]
 
 
 def _mtime(path: Path) -> float | None:
@@ -403,19 +408,22 @@ def _token_digest(token: str) -> str:
 # ------------------------------------------------------------------------------------- runs
 def start_run(optimizer: str, *, steps: int, hyper: dict[str, Any] | None = None, name: str | None = None,
               model: str | None = None, data: str | None = None, device: str = "auto", seed: int = 0,
-              batch_size: int = 16, eval_every: int = 50, runs_dir: str | Path = RUNS_DIR,
+              batch_size: int = 16, eval_every: int = 50, lora_r: int | None = None, runs_dir: str | Path = RUNS_DIR,
               max_concurrent_cpu: int = MAX_CONCURRENT_CPU,
               max_concurrent_cuda: int = MAX_CONCURRENT_PER_CUDA_DEVICE, processes: int = 1) -> RunInfo:
     """Start ``python -m llm_demo.finetune`` for one run as a detached subprocess and return at once.
 
     The returned ``RunInfo.token`` is the run's stop token (``stop_run`` needs it; only its sha256 is
-    stored). Raises ``ValueError`` for a bad setting, a name already in use, or when the device's
-    limit of concurrent runs (``max_concurrent_cpu``, ``max_concurrent_cuda`` per CUDA device) is reached.
-    ``processes`` > 1 runs one data-parallel training in that many processes (``torchrun``; see
-    :func:`check_processes`), which take that many slots.
+    stored). ``lora_r``: fine-tune LoRA adapters of that rank (``--peft lora``, the other LoRA settings at
+    their defaults); None: all weights. Raises ``ValueError`` for a bad setting, a name already in use, or
+    when the device's limit of concurrent runs (``max_concurrent_cpu``, ``max_concurrent_cuda`` per CUDA
+    device) is reached. ``processes`` > 1 runs one data-parallel training in that many processes
+    (``torchrun``; see :func:`check_processes`), which take that many slots.
     """
     config = RunConfig(optimizer=optimizer, steps=steps, hyper=dict(hyper or {}), device=device, seed=seed,
                        batch_size=batch_size, eval_every=eval_every, processes=processes)
+    if lora_r is not None:
+        config.peft, config.lora_r = "lora", lora_r
     if model:
         config.model = str(model)
     if data:
@@ -445,7 +453,7 @@ def start_run(optimizer: str, *, steps: int, hyper: dict[str, Any] | None = None
     if slots is None:
         raise ValueError(_busy(family, limit, processes))
     try:
-        run_dir = _new_run_dir(root, name or _folder_name(optimizer, config.hyper, seed), unique=name is None)
+        run_dir = _new_run_dir(root, name or _folder_name(optimizer, config.hyper, seed, lora_r), unique=name is None)
         (run_dir / "started").touch()
         (run_dir / CONFIG).write_text(json.dumps(asdict(config), indent=2))
         token = _launch(run_dir, slots, "w", processes)

@@ -319,9 +319,10 @@ _KEEP_CACHE: dict[type, bool] = {}
 def _supports_logits_to_keep(model: torch.nn.Module) -> bool:
     if isinstance(model, torch.nn.parallel.DistributedDataParallel):  # it passes the keyword on to its module
         model = model.module
-    cls = type(model)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a peft model passes it on
+    cls = type(base)
     if cls not in _KEEP_CACHE:
-        _KEEP_CACHE[cls] = "logits_to_keep" in inspect.signature(model.forward).parameters
+        _KEEP_CACHE[cls] = "logits_to_keep" in inspect.signature(base.forward).parameters
     return _KEEP_CACHE[cls]
 
 
