@@ -33,13 +33,14 @@ What it changes in ``Trainer`` (transformers 5.x, its source read for this):
 ``TrainingArguments`` that cannot mean anything without a backward pass are refused in ``__init__``
 (``REFUSED``, each with its reason). ``max_grad_norm`` is ignored (there is no gradient to clip), and
 so are ``optim``/``optim_args`` (the optimizer is ``zo_optimizer``). The multi-process path goes through
-``Trainer``'s own distributed setup but is untested here: the optimizers' ``process_group`` keyword is
-not on this branch yet.
+``Trainer``'s own distributed setup: each process collates the global batch and keeps its rows, the
+optimizer averages the losses over ``process_group``; 2 gloo processes equal one process (tested).
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import math
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -160,7 +161,8 @@ def prompt_datasets(data: str | Path, tokenizer: Any, max_length: int = 128,
 class LoopOrderSampler(torch.utils.data.Sampler):
     """A batch sampler in ``llm_demo.finetune``'s order: step t's examples are
     ``batch_indices(seed, t, n, batch_size)``, a pure function of (seed, t). With several processes each
-    takes its own slice of the global batch (``rank::world_size``)."""
+    takes its own slice of the global batch (``rank::world_size``); ``ZOTrainer`` samples the global batch and
+    slices it after collating instead, to keep its padding width."""
 
     def __init__(self, seed: int, n: int, batch_size: int, steps: int, rank: int = 0, world_size: int = 1) -> None:
         self.seed, self.n, self.batch_size, self.steps = seed, n, batch_size, steps
@@ -286,9 +288,20 @@ class ZOTrainer(Trainer):
             raise ValueError("with a PromptDataset, set TrainingArguments(max_steps=N): its batches follow "
                              "llm_demo.finetune's order, one batch a step")
         rank, world = _distributed()
+        # Every process collates the whole global batch and keeps its contiguous rows at the global batch's
+        # padding width (as llm_demo.distributed.local_slice): each example is then computed as in one process
+        # (a narrower padding changes the matmuls' rounding, which c = (L+ - L-)/(2 eps) magnifies).
         sampler = LoopOrderSampler(self.args.seed, len(ds), self.args.per_device_train_batch_size * world,
-                                   self.args.max_steps, rank, world)
-        return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=ds.collate)
+                                   self.args.max_steps)
+
+        def collate(rows):
+            batch = ds.collate(rows)
+            if world == 1:
+                return batch
+            k = batch["input_ids"].shape[0] // world
+            return {key: (v if key == "verbalizer_ids" else v[rank * k:(rank + 1) * k]) for key, v in batch.items()}
+
+        return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         ds = self.eval_dataset if eval_dataset is None else eval_dataset
@@ -331,8 +344,14 @@ def from_run_config(config: Any, output_dir: str | Path, **training_arguments: A
     lr = hyper.pop("lr", get_entry(config.optimizer).specs["lr"].default)
     wd = hyper.pop("weight_decay", 0.0)
     hyper.pop("seed", None)
+    # Under torchrun (Trainer sets the process group up from these variables) config.batch_size is the
+    # global batch, as in llm_demo.finetune: each process takes its share.
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if config.batch_size % world:
+        raise ValueError(f"batch size {config.batch_size} does not split over {world} processes; allowed: a "
+                         f"multiple of {world}")
     args = dict(output_dir=str(output_dir), max_steps=config.steps, learning_rate=lr, weight_decay=wd,
-                per_device_train_batch_size=config.batch_size, seed=config.seed,
+                per_device_train_batch_size=config.batch_size // world, seed=config.seed,
                 lr_scheduler_type=config.lr_scheduler_type, warmup_steps=config.warmup_steps,
                 eval_strategy="steps", eval_steps=config.eval_every, logging_steps=config.eval_every,
                 save_strategy="no", report_to=[], use_cpu=device.type == "cpu", disable_tqdm=True)

@@ -97,17 +97,37 @@ def test_refused_optimizers_and_hyperparameters(tiny_model, tmp_path):
         T.ZOTrainer(model, args, zo_optimizer="mezo", zo_hyper={"horizon": 3})
 
 
-def test_multi_process_needs_the_optimizers_process_group(tiny_model, tiny_task, tmp_path, monkeypatch):
-    zt = T.from_run_config(config(tiny_model, tiny_task, optimizer="mezo"), tmp_path)
-    monkeypatch.setattr(T, "_distributed", lambda: (0, 2))
-    import inspect
+@pytest.mark.parametrize("optimizer", ["mezo", "adamezo"])
+def test_two_processes_under_torchrun_equal_one_process(tiny_model, tiny_task, tmp_path, optimizer):
+    """Trainer's own distributed setup (torchrun, 2 gloo processes, each a half of the batch of 8), with
+    the losses averaged through the optimizer's process_group, gives one process's steps and weights."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
 
-    from optimizers import MeZO
-    if "process_group" in inspect.signature(MeZO.__init__).parameters:  # once the data-parallel branch is in
-        pytest.skip("the optimizers take process_group here; the refusal does not apply")
-    with pytest.raises(ValueError, match="MeZO has no process_group keyword in this version of the library, so "
-                                         "under torchrun every process would take its own step"):
-        zt.create_optimizer()
+    from llm_demo import distributed
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in distributed.ENV}
+    env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(Path(__file__).with_name("trainer_dist_worker.py")), str(tiny_model), str(tiny_task),
+                           optimizer, str(tmp_path / "two")], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "two" / "result.json").read_text())
+    cfg = RunConfig(optimizer=optimizer, steps=4, eval_every=2, batch_size=8, model=str(tiny_model),
+                    data=str(tiny_task))
+    one = T.from_run_config(cfg, tmp_path / "one", logging_steps=1)
+    one.train()
+    assert two["world"] == 2 and len(two["log"]) == len(one.zo_log) == 4
+    for a, b in zip(two["log"], one.zo_log):
+        assert a["step"] == b["step"] and a["forward_passes"] == b["forward_passes"]
+        assert close(a["train_loss"], b["train_loss"]) and close(a["projected_grad"], b["projected_grad"])
+    weights = torch.cat([p.detach().reshape(-1).double() for p in one.model.parameters()])
+    assert torch.allclose(torch.tensor(two["weights"], dtype=torch.float64), weights, rtol=1e-6, atol=1e-8)
 
 
 def test_loop_order_sampler_is_the_loops_batches_and_slices_them_by_rank():
