@@ -109,6 +109,20 @@ def reference_code_equivalent(lr_ref: float, betas: tuple[float, float], horizon
             "warmup_lr_scale": lr_ref / lr}
 
 
+
+def _accumulate(m: torch.Tensor, v: torch.Tensor, x: torch.Tensor, wm: float, wv: float, first: bool,
+                second: bool) -> None:
+    """One term of the moments, in place: m = wm·x (the first term) or m += wm·x, and with ``second``
+    v = wv·x² or v += wv·x² likewise."""
+    if first:
+        torch.mul(x, wm, out=m)
+        if second:
+            torch.mul(x, x, out=v).mul_(wv)
+    else:
+        m.add_(x, alpha=wm)
+        if second:
+            v.addcmul_(x, x, value=wv)
+
 class AdaMeZO(ZerothOrderOptimizer):
     """Memory-free Adam-style zeroth-order optimizer (2 forward passes a step, no per-parameter state)."""
 
@@ -196,14 +210,7 @@ class AdaMeZO(ZerothOrderOptimizer):
             m, v = self._buffer(1, b, w), self._buffer(2, b, w)
             for k, (s, wm, wv) in enumerate(oldest_first):
                 z = self._z32(s, b, w)
-                if k == 0:
-                    torch.mul(z, wm, out=m)
-                    if beta2 > 0:
-                        torch.mul(z, z, out=v).mul_(wv)
-                else:
-                    m.add_(z, alpha=wm)
-                    if beta2 > 0:
-                        v.addcmul_(z, z, value=wv)
+                _accumulate(m, v, z, wm, wv, k == 0, beta2 > 0)
             if beta2 > 0:
                 m.div_(v.sqrt_().add_(self.delta))
             theta, lr = self._restore_decay32(b, z, v)
@@ -218,13 +225,7 @@ class AdaMeZO(ZerothOrderOptimizer):
                 z = self._z(s, b, w)
                 if k == 0:  # the current direction: restore θ (fused with the update)
                     view, lr = self._restore_decay(b, z)
-                    torch.mul(z, wm, out=m)
-                    if beta2 > 0:
-                        torch.mul(z, z, out=v).mul_(wv)
-                else:
-                    m.add_(z, alpha=wm)
-                    if beta2 > 0:
-                        v.addcmul_(z, z, value=wv)
+                _accumulate(m, v, z, wm, wv, k == 0, beta2 > 0)
             if beta2 > 0:
                 m.div_(v.sqrt_().add_(self.delta))
             view.add_(m, alpha=-lr)
@@ -249,15 +250,7 @@ class AdaMeZO(ZerothOrderOptimizer):
                 theta, lr = self._restore_decay(b, self._z(last, b, w))
             m, v, g = self._buffer(1, b, w), self._buffer(2, b, w), self._buffer(4, b, w)
             for k, (pairs, wm, wv) in enumerate(terms):
-                estimate = self._estimate_block(pairs, b, w, g)
-                if k == 0:
-                    torch.mul(estimate, wm, out=m)
-                    if beta2 > 0:
-                        torch.mul(estimate, estimate, out=v).mul_(wv)
-                else:
-                    m.add_(estimate, alpha=wm)
-                    if beta2 > 0:
-                        v.addcmul_(estimate, estimate, value=wv)
+                _accumulate(m, v, self._estimate_block(pairs, b, w, g), wm, wv, k == 0, beta2 > 0)
             if beta2 > 0:
                 m.div_(v.sqrt_().add_(self.delta))
             theta.add_(m, alpha=-lr)
