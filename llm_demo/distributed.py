@@ -188,9 +188,14 @@ def local_slice(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     at the global batch's width (its padding columns are kept, so each example is computed as in one process)."""
     if _GROUP is None:
         return batch
-    n = batch["input_ids"].shape[0]
-    k = n // _GROUP.world_size
-    lo = _GROUP.rank * k
+    return rows_of(batch, _GROUP.rank, _GROUP.world_size)
+
+
+def rows_of(batch: dict[str, torch.Tensor], rank: int, world_size: int) -> dict[str, torch.Tensor]:
+    """Rows ``rank·k`` to ``(rank+1)·k`` (k = batch / world_size) of a collated batch, every column kept
+    (``local_slice`` for this process's group; ``llm_demo.trainer`` for Trainer's)."""
+    k = batch["input_ids"].shape[0] // world_size
+    lo = rank * k
     return {key: (value if key == "verbalizer_ids" else value[lo:lo + k]) for key, value in batch.items()}
 
 

@@ -51,6 +51,7 @@ from transformers import Trainer, TrainingArguments
 
 from optimizers import get_entry, make_optimizer, weight_decay_groups
 
+from . import distributed
 from .finetune import batch_indices
 from .tasks import Batch, encode, evaluate, load_task, loss_fn, subset
 
@@ -295,11 +296,7 @@ class ZOTrainer(Trainer):
                                    self.args.max_steps)
 
         def collate(rows):
-            batch = ds.collate(rows)
-            if world == 1:
-                return batch
-            k = batch["input_ids"].shape[0] // world
-            return {key: (v if key == "verbalizer_ids" else v[rank * k:(rank + 1) * k]) for key, v in batch.items()}
+            return distributed.rows_of(ds.collate(rows), rank, world)
 
         return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate)
 
