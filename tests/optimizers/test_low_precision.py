@@ -91,7 +91,9 @@ def float64_twin(name, params, hyper, dtypes):
 def test_low_precision_steps_equal_exact_arithmetic(name, dtype):
     """Each step on float16/bfloat16 parameters (plus a float32 one, two groups, weight decay) equals the
     same step replayed in float64 with the same directions and c, to within the perturbation's round-off
-    and one final rounding, while c·z and c²z² are far outside float16's range (c ~ 1e4 here)."""
+    and one final rounding, while c²z² is outside float16's range at every step (c ~ 1e4 here; the
+    directions depend on torch's float16/bfloat16 normal_, which differs between torch versions: torch
+    2.11 drew c = -159 in one step, where c²·max z² still exceeds float16's largest value)."""
     g = torch.Generator().manual_seed(0)
     start = [torch.randn(300, generator=g).to(dtype), torch.randn(7, generator=g)]
     params = [torch.nn.Parameter(t.clone()) for t in start]
@@ -108,7 +110,7 @@ def test_low_precision_steps_equal_exact_arithmetic(name, dtype):
         moves = opt.perturbation(opt.seed_for_step(opt.steps))  # δθ/ε of this step (HiZOO: Σ^{-1/2} z)
         opt.step(loss)
         seed, c = opt.history[-1]
-        assert abs(c) > 1e3
+        assert c**2 * float(moves[0].double().abs().max()) ** 2 > torch.finfo(torch.float16).max
         for q, b in zip(twins, before):
             q.data.copy_(b.double())  # the twin starts each step where the low-precision run is
         twin.replay(opt.last_log_entry)
