@@ -9,6 +9,24 @@ import pytest
 from llm_demo.tasks import BUNDLED_TASK
 
 
+# The figures of the process rather than of the training: its peak resident set, the wall time, and on
+# CUDA the peak allocated bytes during the measured step (every tensor the process holds counts, e.g. a
+# second run's model in a test's process). Resumed and uninterrupted runs are compared without them.
+VOLATILE = ("wall_time_s", "peak_memory_bytes")
+VOLATILE_MEMORY = ("cuda_peak_allocated",)
+
+
+def comparable_records(records) -> list[dict]:
+    """Metrics records without the process's figures (``VOLATILE``, ``memory.VOLATILE_MEMORY``)."""
+    return [{k: ({m: b for m, b in v.items() if m not in VOLATILE_MEMORY} if k == "memory" else v)
+             for k, v in r.items() if k not in VOLATILE} for r in records]
+
+
+@pytest.fixture
+def comparable():
+    return comparable_records
+
+
 @pytest.fixture(scope="session")
 def tiny_task(tmp_path_factory) -> Path:
     """64 train, 24 dev and 24 test examples of the bundled task, with its template and verbalizers."""
