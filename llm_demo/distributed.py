@@ -109,6 +109,15 @@ def is_main() -> bool:
     return _GROUP is None or _GROUP.main
 
 
+def check_cuda_processes(device: torch.device, size: int) -> None:
+    """``ValueError`` in one sentence unless ``size`` processes on CUDA can each take ``cuda:LOCAL_RANK``
+    (two processes on one GPU is NCCL's "Duplicate GPU detected", deep inside the first collective)."""
+    if device.index not in (None, 0) or torch.cuda.device_count() < size:
+        raise ValueError(f"device {device} with {size} processes: each process uses cuda:LOCAL_RANK, so give "
+                         f"--device cuda (or auto) and at least {size} CUDA devices (found "
+                         f"{torch.cuda.device_count()}), or --device cpu")
+
+
 def setup(processes: int, batch_size: int, device: torch.device) -> Group | None:
     """Join the data-parallel group for a run of ``processes`` processes on ``device`` (already checked
     to exist) with global batch ``batch_size``; None for one process. Idempotent. ``ValueError`` in one
@@ -130,10 +139,7 @@ def setup(processes: int, batch_size: int, device: torch.device) -> Group | None
         raise ValueError(f"batch_size={batch_size} cannot be split evenly over {size} processes; allowed: a "
                          f"multiple of {size} (every process evaluates batch_size / {size} examples)")
     if device.type == "cuda":
-        if device.index not in (None, 0) or torch.cuda.device_count() < size:
-            raise ValueError(f"device {device} with {size} processes: each process uses cuda:LOCAL_RANK, so give "
-                             f"--device cuda (or auto) and at least {size} CUDA devices (found "
-                             f"{torch.cuda.device_count()})")
+        check_cuda_processes(device, size)
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
         backend = "nccl"

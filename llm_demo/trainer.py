@@ -39,6 +39,7 @@ optimizer averages the losses over ``process_group``; 2 gloo processes equal one
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import math
@@ -56,6 +57,11 @@ from .finetune import batch_indices
 from .tasks import Batch, encode, evaluate, load_task, loss_fn, subset
 
 #: TrainingArguments refused with a zeroth-order optimizer: (test on the arguments, the reason).
+#: Activation checkpointing's name in the installed transformers: ``gradient_checkpointing`` before
+#: ``activation_checkpointing`` replaced it (transformers 5.17, on the GPU machine, has the old name only).
+CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in
+                 {f.name for f in dataclasses.fields(TrainingArguments)} else "gradient_checkpointing")
+
 REFUSED: dict[str, tuple[Callable[[TrainingArguments], bool], str]] = {
     "gradient_accumulation_steps": (
         lambda a: a.gradient_accumulation_steps > 1,
@@ -67,9 +73,8 @@ REFUSED: dict[str, tuple[Callable[[TrainingArguments], bool], str]] = {
     "bf16": (lambda a: bool(a.bf16), "mixed-precision autocast is refused: the loss difference of the two "
              "perturbed passes (about eps·c) drowns in half-precision round-off; load the model in float32 "
              "(allowed: False)"),
-    "activation_checkpointing": (lambda a: bool(getattr(a, "activation_checkpointing", a.gradient_checkpointing)),
-                                 "(gradient_checkpointing before transformers 5) there is no backward pass, so "
-                                 "nothing to recompute (allowed: False)"),
+    CHECKPOINTING: (lambda a: bool(getattr(a, CHECKPOINTING)),
+                    "there is no backward pass, so nothing to recompute (allowed: False)"),
     "neftune_noise_alpha": (lambda a: a.neftune_noise_alpha is not None,
                             "NEFTune adds fresh noise to the embeddings on every forward pass, so the two "
                             "perturbed passes of a step would not see the same function (allowed: None)"),
@@ -327,6 +332,14 @@ def from_run_config(config: Any, output_dir: str | Path, **training_arguments: A
     if config.dtype != "float32":
         raise ValueError(f"dtype={config.dtype!r}: ZOTrainer is tested in float32 only (allowed: 'float32')")
     device = check_device(config.device)
+    # Under torchrun (Trainer sets the process group up from these variables) config.batch_size is the
+    # global batch, as in llm_demo.finetune: each process takes its share.
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if config.batch_size % world:
+        raise ValueError(f"batch size {config.batch_size} does not split over {world} processes; allowed: a "
+                         f"multiple of {world}")
+    if world > 1 and device.type == "cuda":  # Trainer puts each process on cuda:LOCAL_RANK
+        distributed.check_cuda_processes(device, world)
     torch.manual_seed(config.seed)  # as llm_demo.finetune: the LoRA adapters' initial A
     model, tokenizer = load_model(config.model, device)
     if config.threads:
@@ -341,12 +354,6 @@ def from_run_config(config: Any, output_dir: str | Path, **training_arguments: A
     lr = hyper.pop("lr", get_entry(config.optimizer).specs["lr"].default)
     wd = hyper.pop("weight_decay", 0.0)
     hyper.pop("seed", None)
-    # Under torchrun (Trainer sets the process group up from these variables) config.batch_size is the
-    # global batch, as in llm_demo.finetune: each process takes its share.
-    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-    if config.batch_size % world:
-        raise ValueError(f"batch size {config.batch_size} does not split over {world} processes; allowed: a "
-                         f"multiple of {world}")
     args = dict(output_dir=str(output_dir), max_steps=config.steps, learning_rate=lr, weight_decay=wd,
                 per_device_train_batch_size=config.batch_size // world, seed=config.seed,
                 lr_scheduler_type=config.lr_scheduler_type, warmup_steps=config.warmup_steps,

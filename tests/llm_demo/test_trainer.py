@@ -72,8 +72,7 @@ def test_save_steps_and_resume_from_a_trainer_checkpoint(tiny_model, tiny_task, 
     ({"gradient_accumulation_steps": 4}, "gradient_accumulation_steps=4: a zeroth-order step evaluates its two "
                                          "perturbed losses on one batch"),
     ({"bf16": True}, "bf16=True: mixed-precision autocast is refused"),
-    ({"activation_checkpointing": True}, "activation_checkpointing=True: (gradient_checkpointing before "
-                                         "transformers 5) there is no backward pass"),
+    ({T.CHECKPOINTING: True}, f"{T.CHECKPOINTING}=True: there is no backward pass"),  # the installed name
     ({"neftune_noise_alpha": 5.0}, "neftune_noise_alpha=5.0: NEFTune adds fresh noise"),
 ])
 def test_refused_training_arguments_say_why(tiny_model, tmp_path, arguments, message):
@@ -95,6 +94,23 @@ def test_refused_optimizers_and_hyperparameters(tiny_model, tmp_path):
         T.ZOTrainer(model, args, zo_optimizer="mezo", zo_hyper={"lr": 1e-3})
     with pytest.raises(ValueError, match="MeZO has no hyperparameter 'horizon'; allowed: "):
         T.ZOTrainer(model, args, zo_optimizer="mezo", zo_hyper={"horizon": 3})
+
+
+def test_more_processes_than_gpus_is_one_sentence_before_any_model_loads(tiny_model, tiny_task, tmp_path,
+                                                                          monkeypatch):
+    """Two processes on one GPU: Trainer would put both on cuda:0 (NCCL's "Duplicate GPU detected", seen
+    on the GPU machine); the run is refused first, with what to give instead."""
+    import llm_demo.finetune as F
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(F, "check_device", lambda device: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr("llm_demo.tasks.load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    cfg = RunConfig(optimizer="mezo", steps=2, batch_size=8, model=str(tiny_model), data=str(tiny_task))
+    with pytest.raises(ValueError, match=r"^device cuda with 2 processes: each process uses cuda:LOCAL_RANK, so "
+                                         r"give --device cuda \(or auto\) and at least 2 CUDA devices \(found 1\), "
+                                         r"or --device cpu$"):
+        T.from_run_config(cfg, tmp_path / "hf")
 
 
 @pytest.mark.parametrize("optimizer", ["mezo", "adamezo"])
@@ -119,7 +135,7 @@ def test_two_processes_under_torchrun_equal_one_process(tiny_model, tiny_task, t
     assert done.returncode == 0, done.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "result.json").read_text())
     cfg = RunConfig(optimizer=optimizer, steps=4, eval_every=2, batch_size=8, model=str(tiny_model),
-                    data=str(tiny_task))
+                    data=str(tiny_task), device="cpu")  # gloo, as the worker (also where CUDA is visible)
     one = T.from_run_config(cfg, tmp_path / "one", logging_steps=1)
     one.train()
     assert two["world"] == 2 and len(two["log"]) == len(one.zo_log) == 4

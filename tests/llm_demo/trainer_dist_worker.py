@@ -7,6 +7,7 @@ Rank 0 writes ``OUT/result.json``: the trainer's per-step log and the final weig
 """
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from llm_demo import trainer as T
 from llm_demo.finetune import RunConfig
 
 model, task, optimizer, out = sys.argv[1:5]
-cfg = RunConfig(optimizer=optimizer, steps=4, eval_every=2, batch_size=8, model=model, data=task)
+cfg = RunConfig(optimizer=optimizer, steps=4, eval_every=2, batch_size=8, model=model, data=task, device="cpu")
 zt = T.from_run_config(cfg, Path(out) / "hf", logging_steps=1)
 zt.train()
 rank, world = T._distributed()
@@ -26,3 +27,6 @@ if rank == 0:
 if torch.distributed.is_initialized():  # every process leaves the group together (gloo aborts otherwise)
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)  # not the interpreter's teardown, where gloo's threads sometimes still abort (see dist_worker.py)
