@@ -341,6 +341,19 @@ class _NoOptimizer(torch.optim.Optimizer):
         return closure()
 
 
+class _UnpaddedMask(TorchDispatchMode):
+    """A meta tensor has no values. transformers before 5.2x (5.17 on the GPU machine) builds an all-ones
+    attention mask when none is given and asks ``bool(mask.sum() == mask.numel())`` to skip it in SDPA;
+    a boolean asked of a meta tensor is answered True here, what the real all-ones mask answers, so the
+    shapes that follow are those of an unpadded batch (as with newer transformers, which builds no mask)."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if (func is torch.ops.aten._local_scalar_dense.default and args[0].is_meta
+                and args[0].dtype == torch.bool):
+            return True
+        return func(*args, **(kwargs or {}))
+
+
 def passes_memory(config: Any, batch_size: int, tokens: int, first_order: bool, loss: str = "verbalizer",
                   dtype: torch.dtype = torch.float32) -> dict[str, int]:
     """Memory of a forward pass (and, if ``first_order``, the backward pass) of a causal LM built from
@@ -365,7 +378,7 @@ def passes_memory(config: Any, batch_size: int, tokens: int, first_order: bool, 
     def closure() -> torch.Tensor:
         # No attention mask: a meta tensor has no values to test for padding (the demo's B × T × T mask
         # of booleans is a few kilobytes). The verbalizer loss is llm_demo.tasks.loss_fn's.
-        with torch.set_grad_enabled(first_order):
+        with torch.set_grad_enabled(first_order), _UnpaddedMask():
             if loss == "lm":
                 return model(input_ids=ids, labels=ids).loss
             logits = model(input_ids=ids, logits_to_keep=1).logits[:, -1, :]
