@@ -172,16 +172,16 @@ def main() -> None:
     print(f"\n{args.shape} shape ({first['params'] / 1e6:.1f} M parameters), batch {args.batch} x {args.seq}, "
           f"device {first['device']}, {first['threads']} threads, median of {args.steps} steps after "
           f"{args.warmup} warm-up; AdaMeZO K = {args.horizon}\n")
-    print("| optimizer | s/step (median) | time x MeZO | peak memory (MB) | memory x MeZO | "
+    print("| optimizer | s/step (median) | time x MeZO | peak memory (MiB) | memory x MeZO | "
           "optimizer state (bytes) | direction regenerations/step |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         t_ratio = f"{r['median_step_s'] / base['median_step_s']:.2f}" if base else "-"
         m_ratio = f"{r['peak_memory_bytes'] / base['peak_memory_bytes']:.3f}" if base else "-"
-        print(f"| {name} | {r['median_step_s']:.2f} | {t_ratio} | {r['peak_memory_bytes'] / 2**20:.0f} | "
+        print(f"| {name} | {r['median_step_s']:.4g} | {t_ratio} | {r['peak_memory_bytes'] / 2**20:.0f} | "
               f"{m_ratio} | {r['state_bytes']:,} | {r['regenerations_per_step']:.0f} |")
     if args.memory:
-        print("\nMemory of one step by category, from its tensors (MB; llm_demo.memory):\n")
+        print("\nMemory of one step by category, from its tensors (MiB; llm_demo.memory):\n")
         cats = ["weights", "gradients", "optimizer_state", "activations_saved", "forward_working",
                 "backward_working", "optimizer_temporaries", "peak_total"]
         print("| optimizer | " + " | ".join(c.replace("_", " ") for c in cats) + " | peak × MeZO |")
@@ -192,7 +192,7 @@ def main() -> None:
             print(f"| {name} | " + " | ".join(f"{m[c] / 2**20:.0f}" for c in cats) + f" | {ratio} |")
     costs = [r["generator_s_per_element"] for r in results.values()]
     print(f"\nkeyed direction generator (manual_seed + randn, 2^20 float32 block): "
-          f"{statistics.median(costs) * 1e9:.2f} ns per element (median over the processes)")
+          f"{statistics.median(costs) * 1e9:.3g} ns per element (median over the processes)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
