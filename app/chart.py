@@ -27,6 +27,7 @@ Streamlit serves that folder as a static component path, and the page loads it o
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -373,6 +374,13 @@ def plotly_charts(figures: Sequence[Any], *, key: str, configs: Sequence[Mapping
     when the page is narrower. With ``clickable``, a click in the first figure's plot area reruns the
     script with the clicked point ``{"x", "y"}`` (data coordinates) in ``st.session_state[key]["click"]``,
     readable from the top of that run (before any widget is drawn, so it can set widget values)."""
+    show_items(chart_items(figures, configs, basis, titles), key=key, clickable=clickable)
+
+
+def chart_items(figures: Sequence[Any], configs: Sequence[Mapping[str, Any] | None] | None = None,
+                basis: Sequence[int] | None = None, titles: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """What :func:`plotly_charts` hands the browser for ``figures``: one item each, the figure as JSON
+    (plain data, so that it can be stored: ``app.landing``)."""
     configs = list(configs or [None] * len(figures))
     basis = list(basis or [420] * len(figures))
     titles = list(titles or [""] * len(figures))
@@ -380,8 +388,13 @@ def plotly_charts(figures: Sequence[Any], *, key: str, configs: Sequence[Mapping
     for fig, config, width, title in zip(figures, configs, basis, titles):
         fig_json = pio.to_json(fig, validate=False)
         items.append({"figure": fig_json, "config": dict(config or {"displaylogo": False}), "basis": int(width),
-                      "revision": str(hash(fig_json)), "title": str(title)})
-    data = {"items": items, "clickable": clickable, "src": _plotly_src(), "present": presenting(),
+                      "revision": hashlib.sha256(fig_json.encode()).hexdigest()[:16], "title": str(title)})
+    return items
+
+
+def show_items(items: Sequence[Mapping[str, Any]], *, key: str, clickable: bool = False) -> None:
+    """Draw :func:`chart_items`' items in one component under ``key``."""
+    data = {"items": list(items), "clickable": clickable, "src": _plotly_src(), "present": presenting(),
             "font_px": list(FONT_PX), "present_basis": PRESENT_BASIS}
     _component(key=key, data=data, on_click_change=lambda: None)
 

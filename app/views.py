@@ -66,9 +66,11 @@ def divergence_messages(paths: Sequence[F.Path], domain) -> list[str]:
 
 
 def playground_results(values: Mapping[str, Any], *, key: str, click: bool = False,
-                       downloads: bool = True, show_3d: bool = True) -> dict[str, Any] | None:
+                       downloads: bool = True, show_3d: bool = True, stored: Any = None) -> dict[str, Any] | None:
     """Run every chosen optimizer of a Playground setting and show the figures. Returns what was
-    drawn (figures, paths) for the tests, or ``None`` when nothing could be run."""
+    drawn (figures, paths) for the tests, or ``None`` when nothing could be run. ``stored``: the
+    placeholder of the stored landing picture (``app.landing``), shown while every seed is computed at
+    once (no first pass), and cleared just before the live charts are drawn."""
     lkey, ls = _landscape(values)
     if ls is None:
         return None
@@ -144,12 +146,12 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
     # A setting with many new runs (the landing view: 8 seeds) shows its first seed at once, then reruns for
     # the others: the first picture comes in about a second instead of after every seed.
     setting_id = str(hash((lkey, start, seed, budget, repeats, tuple(requests))))
-    first_pass = (repeats > 1 and compute.missing_work(requests) > PROGRESSIVE_MIN_WORK
+    first_pass = (stored is None and repeats > 1 and compute.missing_work(requests) > PROGRESSIVE_MIN_WORK
                   and st.session_state.get(f"{key}:progressive") != setting_id)
     if first_pass:
         st.session_state[f"{key}:progressive"] = setting_id
         repeats = 1
-        messages.info(f"Showing seed {seed}; the other {int(values['repeats']) - 1} seed(s) are being computed…")
+        messages.info(first_pass_message(seed, int(values["repeats"])))
     compute.prefetch(r for r in requests if r[5] < seed + repeats)
     for n in names:
         try:
@@ -177,6 +179,8 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
                                  channel=key)
     loss = compute.loss_figure(setting, paths, ls.f_min, "Loss against forward passes", align=align, channel=key)
     out: dict[str, Any] = {"contour": fig, "loss": loss, "paths": paths, "results": results, "surface": surf}
+    if stored is not None:
+        stored.empty()  # the live charts take the stored picture's place
     tabs = st.tabs(["Contour", "3-D surface"]) if show_3d else [st.container()]
     with tabs[0]:
         # On the contour a click sets the start; a double click would too, so Plotly's double-click zoom
@@ -206,6 +210,11 @@ def playground_results(values: Mapping[str, Any], *, key: str, click: bool = Fal
     if downloads:
         download_row(surf, paths, key, align)
     return out
+
+
+def first_pass_message(seed: int, repeats: int) -> str:
+    """The note above a setting's first picture while its other seeds are computed."""
+    return f"Showing seed {seed}; the other {repeats - 1} seed(s) are being computed…"
 
 
 #: Above this much missing work (MeZO steps, ~0.5–1 s here), a setting with repeats is shown seed by

@@ -9,6 +9,11 @@ st.title("Playground")
 st.caption("Zeroth-order optimizers (MeZO, AdaMeZO, ZO-Adam, HiZOO) and first-order Adam on a 2-D landscape: "
            "the same optimizer classes that fine-tune the LLM, on a 2-element parameter.")
 
+from app import landing  # noqa: E402  (no torch: the stored landing picture shows before the imports below)
+
+notes = st.empty()  # the landscape's line, above the charts (the stored picture's at first)
+stored = landing.show(notes)
+
 import landscapes  # noqa: E402
 from optimizers import OPTIMIZERS  # noqa: E402
 
@@ -74,8 +79,10 @@ state.save(PAGE, url_fields(values), values)
 
 if values["ls"] in landscapes.LANDSCAPES:
     ls = landscapes.LANDSCAPES[values["ls"]]
-    st.markdown(f"**{ls.title}** — {ls.notes}")
+    notes.markdown(f"**{ls.title}** — {ls.notes}")
 if not values["opts"]:
     st.error("Choose at least one optimizer in the sidebar.")
 else:
-    views.playground_results(values, key=PAGE, click=True, show_3d=values["surface3d"])
+    views.playground_results(values, key=PAGE, click=True, show_3d=values["surface3d"], stored=stored)
+if stored is not None:
+    stored.empty()  # whatever the live run drew (or could not), the stored picture goes
