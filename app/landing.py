@@ -110,8 +110,9 @@ def _build() -> dict[str, Any]:
         sys.path.insert(0, str(ROOT))
     from streamlit.testing.v1 import AppTest
 
-    from app import chart, views
+    from app import chart, compute, views
 
+    compute.RUNS.clear()  # as on a fresh server: the first pass is drawn only while runs are missing
     captured: list[list[dict[str, Any]]] = []
     seeds: list[tuple[int, int]] = []
     real, real_message = chart.plotly_charts, views.first_pass_message
