@@ -12,13 +12,14 @@ and the bytes of every file that shapes the picture (``optimizers/``, ``landscap
 the lessons' learning rates). ``tests/app/test_landing.py`` checks that the stored picture equals what
 the page draws without it, item for item. After a change to any of those files:
 
-    python -m app.landing build        # recompute the stored picture (runs the page once, ~15 s)
+    python -m app.landing build        # recompute the stored picture (runs the page once, ~11 s)
 
 This module imports neither torch nor the app's other modules: it runs before them.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -54,18 +55,15 @@ def fingerprint() -> str:
     return h.hexdigest()
 
 
-_CACHE: dict[str, Any] = {}
-
-
+@functools.cache
 def stored() -> dict[str, Any] | None:
-    """The stored picture if it matches this installation, else None (missing, unreadable or stale)."""
-    if "value" not in _CACHE:
-        try:
-            data = json.loads(SNAPSHOT.read_text())
-            _CACHE["value"] = data if data.get("fingerprint") == fingerprint() else None
-        except (OSError, ValueError, AttributeError):
-            _CACHE["value"] = None
-    return _CACHE["value"]
+    """The stored picture if it matches this installation, else None (missing, unreadable or stale).
+    Read and fingerprinted once per server process."""
+    try:
+        data = json.loads(SNAPSHOT.read_text())
+        return data if data.get("fingerprint") == fingerprint() else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def show(notes_slot: Any) -> Any | None:

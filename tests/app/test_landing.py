@@ -23,8 +23,9 @@ def shown(monkeypatch):
         return real(items, key=key, clickable=clickable)
 
     monkeypatch.setattr(chart, "show_items", spy)
-    monkeypatch.setattr(landing, "_CACHE", {})
-    return keys
+    landing.stored.cache_clear()
+    yield keys
+    landing.stored.cache_clear()  # a test's patched fingerprint must not stay cached
 
 
 def test_the_stored_picture_is_current_and_equals_the_first_pass_drawn_without_it():
